@@ -35,6 +35,12 @@ TOP_K = 32
 
 
 def load_model(path):
+    """A training checkpoint (.pt) or an exported model directory (model.onnx + meta.json)."""
+    if os.path.isdir(path):
+        from onnx_weights import load_gpt_from_onnx
+        with open(os.path.join(path, "meta.json")) as f:
+            meta = json.load(f)
+        return load_gpt_from_onnx(path), {"meta": meta}
     ck = torch.load(path, map_location="cpu")
     m = GPT(Config(**ck["config"]))
     m.load_state_dict(ck["model"])

@@ -47,7 +47,11 @@ def export_onnx(model: GPT, path: str, fp16_weights: bool = True):
     tmp = path + ".fp32"
     with torch.no_grad():
         torch.onnx.export(OnnxWrapper(model), (ids, mask, pos, *past), tmp, input_names=in_names,
-                          output_names=out_names, dynamic_axes=dyn, opset_version=17, do_constant_folding=True)
+                          output_names=out_names, dynamic_axes=dyn, opset_version=17,
+                          # No folding: initializers keep their parameter names (the weight
+                          # transposes stay as graph nodes, which onnxruntime folds at load), so
+                          # the committed ONNX file alone can be loaded back for finetuning.
+                          do_constant_folding=False)
     m = onnx.load(tmp)
     os.remove(tmp)
     if fp16_weights:
