@@ -21,7 +21,7 @@ import { taskPrompts } from "../corpora/index.ts";
 import type { CausalLM } from "../engine/causal-lm.ts";
 import { loadOnnxCausalLM } from "../engine/onnx-lm.ts";
 import { generate, type Generation } from "../engine/speculative.ts";
-import { measureCosts } from "./costs.ts";
+import { measureCosts } from "../calibrator/costs.ts";
 
 const { values: a } = parseArgs({
   options: {
