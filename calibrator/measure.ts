@@ -1,0 +1,96 @@
+/**
+ * Teacher-forced measurement of drafter–verifier fit on a task.
+ *
+ * 1. For each prompt, the verifier samples a continuation at the target temperature (so the
+ *    contexts are the ones speculative decoding would really meet).
+ * 2. One verifier pass and one drafter pass over prompt + continuation give p and q at every
+ *    continuation position; from them, per position:
+ *      β_τ = Σ min(p_T, q_τ) for every proposal temperature τ at once (p_T: target temperature T,
+ *            top-p; q_τ ∝ q^{1/τ}) — α_T(τ) is the mean β_τ;
+ *      H(p, q), KL(p‖q), TV(p, q) on the raw (temperature-1) distributions — the paper's D_T, K_T.
+ * Units of the bootstrap are prompts: positions of one prompt are not independent.
+ */
+import { bootstrap, ratioOfSums, type Interval } from "../core/bootstrap.ts";
+import { crossEntropy, kl, pinskerAlphaBound, totalVariation } from "../core/divergence.ts";
+import type { Rng } from "../core/rng.ts";
+import type { CausalLM } from "../engine/causal-lm.ts";
+import { overlap, softmax, targetDistribution } from "../engine/sampling.ts";
+import { generate } from "../engine/speculative.ts";
+
+export interface Continuation {
+  prompt: number[];
+  continuation: number[];
+  /** Verifier logits predicting continuation[i], i = 0..n−1. */
+  verifierRows: Float32Array[];
+}
+
+/** Verifier-sampled continuations and the verifier's logits along them. */
+export async function sampleContinuations(
+  verifier: CausalLM,
+  prompts: readonly number[][],
+  opts: { newTokens: number; temperature: number; topP?: number; rng: Rng; onPrompt?: () => void },
+): Promise<Continuation[]> {
+  const out: Continuation[] = [];
+  for (const prompt of prompts) {
+    const room = verifier.maxPositions - prompt.length;
+    const g = await generate({ verifier, gamma: 0, prompt, maxNewTokens: Math.min(opts.newTokens, room), temperature: opts.temperature, topP: opts.topP, rng: opts.rng, stopAtEos: false });
+    const rows = await verifier.newSession().append([...prompt, ...g.tokens]);
+    out.push({ prompt, continuation: g.tokens, verifierRows: rows.slice(prompt.length - 1, prompt.length - 1 + g.tokens.length).map((r) => r.slice()) });
+    opts.onPrompt?.();
+  }
+  return out;
+}
+
+/** Sums over one prompt's positions (the bootstrap unit). */
+export interface PromptStats {
+  positions: number;
+  betaSum: number[]; // per proposal temperature
+  ceSum: number;
+  klSum: number;
+  tvSum: number;
+}
+
+export async function measurePrompt(drafter: CausalLM, c: Continuation, target: { temperature: number; topP?: number }, taus: readonly number[]): Promise<PromptStats> {
+  const rows = await drafter.newSession().append([...c.prompt, ...c.continuation]);
+  const s: PromptStats = { positions: 0, betaSum: taus.map(() => 0), ceSum: 0, klSum: 0, tvSum: 0 };
+  for (let i = 0; i < c.continuation.length; i++) {
+    const v = c.verifierRows[i]!;
+    const d = rows[c.prompt.length - 1 + i]!;
+    const pRaw = softmax(v, 1);
+    const qRaw = softmax(d, 1);
+    s.ceSum += crossEntropy(pRaw, qRaw);
+    s.klSum += kl(pRaw, qRaw);
+    s.tvSum += totalVariation(pRaw, qRaw);
+    const pT = targetDistribution(v, target);
+    taus.forEach((tau, k) => (s.betaSum[k]! += overlap(pT, tau === 1 ? qRaw : softmax(d, tau))));
+    s.positions++;
+  }
+  return s;
+}
+
+export interface FitStats {
+  /** α per proposal temperature (same order as taus). */
+  alpha: Interval[];
+  crossEntropy: Interval;
+  kl: Interval;
+  meanTv: number;
+  pinskerBound: number;
+  prompts: number;
+  positions: number;
+}
+
+export function summarizePrompts(units: readonly PromptStats[], taus: readonly number[], rng: Rng, resamples = 1000): FitStats {
+  const pos = (u: PromptStats) => u.positions;
+  const alpha = taus.map((_, k) => bootstrap(units, ratioOfSums((u) => u.betaSum[k]!, pos), rng, resamples));
+  const klI = bootstrap(units, ratioOfSums((u) => u.klSum, pos), rng, resamples);
+  const positions = units.reduce((a, u) => a + u.positions, 0);
+  return {
+    alpha,
+    crossEntropy: bootstrap(units, ratioOfSums((u) => u.ceSum, pos), rng, resamples),
+    kl: klI,
+    meanTv: units.reduce((a, u) => a + u.tvSum, 0) / positions,
+    pinskerBound: pinskerAlphaBound(klI.estimate),
+    prompts: units.length,
+    positions,
+  };
+}

@@ -1,0 +1,397 @@
+/**
+ * One calibration run, end to end:
+ *   cost model → teacher-forced measurement per (target temperature, task, drafter) → s-CDF and
+ *   baselines → predicted speed-ups → fit per (policy, target temperature) → timed validation →
+ *   one transaction into libSQL → report.
+ *
+ * Every finished unit (costs, one task's measurement, one finetune, one validation) is stored as a
+ * checkpoint keyed by the run hash (config + model files), so a run killed at any point resumes
+ * where it stopped. Nothing of the run is visible as a calibration run until the final
+ * transaction, and nothing is active until `activate` (or `--activate`) passes the regression guard.
+ */
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { isAbsolute, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { CalibrationRun, PoolRecord, TaskMeasurement, TaskParams, TenantPolicyRecord } from "../core/calibration.ts";
+import { spread, unfairnessU } from "../core/fairness.ts";
+import { fitPools, type PoolSpec } from "../core/fit.ts";
+import { Xoshiro128 } from "../core/rng.ts";
+import { isTaskId } from "../core/tasks.ts";
+import { taskPrompts } from "../corpora/index.ts";
+import type { CausalLM } from "../engine/causal-lm.ts";
+import { loadOnnxCausalLM } from "../engine/onnx-lm.ts";
+import { configHash, type CalibrationConfig } from "./config.ts";
+import { measureCosts, type Costs } from "./costs.ts";
+import { measurePrompt, sampleContinuations, summarizePrompts, type Continuation, type PromptStats } from "./measure.ts";
+import { candidatePools, SpeedupModel, type AlphaCell } from "./predict.ts";
+import { Progress } from "./progress.ts";
+import type { AlphaGammaPoint, MitigationName, MitigationResult, ReportData } from "./report-data.ts";
+import { writeReport } from "./report.ts";
+import { ensureTeacherPool, runFinetune, scdfWeights, uniformWeights, type FinetunePlan } from "./scdf.ts";
+import type { Store } from "./store.ts";
+import { validateParams, type ValidationResult } from "./validate.ts";
+
+const ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
+
+export interface CalibrateOptions {
+  config: CalibrationConfig;
+  /** Relative model and prompt paths are resolved against this directory (the config's). */
+  baseDir: string;
+  store: Store;
+  outDir: string;
+  quiet?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface CalibrateResult {
+  runId: string;
+  runHash: string;
+  report: ReportData;
+  files: string[];
+}
+
+const seedOf = (...parts: (string | number)[]) => createHash("sha256").update(parts.join("|")).digest().readUInt32LE(0);
+
+export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
+  const { config: cfg, store } = o;
+  const log = o.log ?? ((l: string) => !o.quiet && process.stderr.write(`${l}\n`));
+  const path = (p: string) => (isAbsolute(p) ? p : existsSync(resolve(o.baseDir, p)) ? resolve(o.baseDir, p) : resolve(ROOT, p));
+  const startedAt = new Date().toISOString();
+
+  // The run hash covers the config and the bytes of every model it uses: new model files or a
+  // changed config start a new run; the same ones resume.
+  const modelDirs: Record<string, string> = { verifier: path(cfg.models.verifier) };
+  for (const [name, dir] of Object.entries(cfg.models.drafters)) modelDirs[name] = path(dir);
+  const h = createHash("sha256").update(configHash(cfg));
+  for (const [name, dir] of Object.entries(modelDirs)) {
+    const f = join(dir, "model.onnx");
+    if (!existsSync(f)) throw new Error(`model '${name}' not found: ${f} is missing — fix models in the config`);
+    h.update(name).update(readFileSync(f));
+  }
+  const runHash = h.digest("hex").slice(0, 20);
+  const cp = async <T>(key: string, compute: () => Promise<T>): Promise<T> => {
+    const got = (await store.getCheckpoint(runHash, key)) as T | null;
+    if (got !== null && got !== undefined) return got;
+    const v = await compute();
+    await store.putCheckpoint(runHash, key, v);
+    return v;
+  };
+  const resumed = (await store.listCheckpoints(runHash)).length;
+  log(`calibration ${runHash}${resumed ? ` (resuming: ${resumed} finished units found)` : ""}`);
+
+  const verifier = await loadOnnxCausalLM(modelDirs.verifier!);
+  const drafters = new Map<string, CausalLM>();
+  for (const name of Object.keys(cfg.models.drafters)) drafters.set(name, await loadOnnxCausalLM(modelDirs[name]!));
+  try {
+    // ---- 1. cost model on this host ----
+    const costs: Costs = await cp("costs", async () => {
+      const p = new Progress("cost model", 1, o.quiet);
+      const c = await measureCosts(verifier, [...drafters.values()]);
+      p.finish(`verifier step ${c.verifier_step_ms.toFixed(2)} ms, c = ${c.drafters.map((d) => `${d.id} ${d.c.toFixed(3)}`).join(", ")}`);
+      return c;
+    });
+    // The cost model is keyed by model id (directory name); map it to the config's drafter names.
+    const costsByName: Costs = {
+      ...costs,
+      drafters: [...drafters.entries()].map(([name, lm]) => ({ ...costs.drafters.find((d) => d.id === lm.id)!, id: name })),
+    };
+
+    // ---- 2. prompts ----
+    const tasks = Object.keys(cfg.tasks);
+    const prompts = new Map<string, number[][]>();
+    const heldout = new Map<string, number[][]>();
+    for (const t of tasks) {
+      const spec = cfg.tasks[t]!;
+      let texts: string[];
+      let test: string[];
+      if ("corpus" in spec) {
+        if (!isTaskId(spec.corpus)) throw new Error(`unknown corpus ${spec.corpus}`);
+        texts = taskPrompts(spec.corpus, cfg.promptsPerTask, cfg.promptBytes, "validation");
+        test = taskPrompts(spec.corpus, cfg.validation.prompts, cfg.promptBytes, "test");
+      } else {
+        const lines = readFileSync(path(spec.prompts), "utf8").split("\n").filter(Boolean);
+        const all = lines.map((l, i) => {
+          try {
+            return String(JSON.parse(l).prompt);
+          } catch {
+            throw new Error(`${spec.prompts}:${i + 1}: expected a JSON line like {"prompt": "…"}`);
+          }
+        });
+        texts = all.slice(0, cfg.promptsPerTask);
+        test = all.slice(cfg.promptsPerTask, cfg.promptsPerTask + cfg.validation.prompts);
+        if (test.length === 0) test = texts.slice(0, cfg.validation.prompts);
+      }
+      const enc = (s: string) => verifier.tokenizer.encode(s).slice(-Math.floor(verifier.maxPositions / 2));
+      prompts.set(t, texts.map(enc));
+      heldout.set(t, test.map(enc));
+    }
+
+    // ---- 3. teacher-forced measurement ----
+    const taus = cfg.proposalTemperatures;
+    const stats = new Map<string, PromptStats[]>(); // `${T}|${task}|${drafter}`
+    const continuations = async (T: number, task: string): Promise<Continuation[]> => {
+      const toks = await cp(`cont|${T}|${task}`, async () => {
+        const rng = new Xoshiro128(seedOf(cfg.seed, "cont", T, task));
+        const cs = await sampleContinuations(verifier, prompts.get(task)!, { newTokens: cfg.newTokens, temperature: T, topP: cfg.topP, rng });
+        return cs.map((c) => c.continuation);
+      });
+      // Verifier rows are recomputed (one pass per prompt): cheap, and checkpoints stay small.
+      const out: Continuation[] = [];
+      for (const [i, prompt] of prompts.get(task)!.entries()) {
+        const cont = toks[i]!;
+        const rows = await verifier.newSession().append([...prompt, ...cont]);
+        out.push({ prompt, continuation: cont, verifierRows: rows.slice(prompt.length - 1, prompt.length - 1 + cont.length).map((r) => r.slice()) });
+      }
+      return out;
+    };
+    const measureDrafter = async (name: string, lm: CausalLM, label: string) => {
+      const p = new Progress(`measure ${label}`, cfg.targetTemperatures.length * tasks.length, o.quiet);
+      for (const T of cfg.targetTemperatures) {
+        for (const task of tasks) {
+          const key = `${T}|${task}|${name}`;
+          const v = await cp(`measure|${key}`, async () => {
+            const cs = await continuations(T, task);
+            const units: PromptStats[] = [];
+            for (const c of cs) units.push(await measurePrompt(lm, c, { temperature: T, topP: cfg.topP }, taus));
+            return units;
+          });
+          stats.set(key, v);
+          p.tick();
+        }
+      }
+      p.finish();
+    };
+    for (const [name, lm] of drafters) await measureDrafter(name, lm, `drafter ${name}`);
+
+    const summarize = (T: number, task: string, drafter: string) =>
+      summarizePrompts(stats.get(`${T}|${task}|${drafter}`)!, taus, new Xoshiro128(seedOf(cfg.seed, "boot", T, task, drafter)), cfg.bootstrapResamples);
+    const referenceT = cfg.targetTemperatures.includes(1) ? 1 : cfg.targetTemperatures[0]!;
+
+    // ---- 4. mitigations: s-CDF, and the paper's baselines ----
+    const mitigationDrafters = new Map<MitigationName, string>(); // mitigation → drafter name in `stats`
+    const notes: string[] = [];
+    if (cfg.scdf.enabled) {
+      const base = cfg.scdf.drafter;
+      const D = Object.fromEntries(tasks.map((t) => [t, summarize(referenceT, t, base).crossEntropy.estimate]));
+      const pool = join(o.outDir, "finetune", "teacher-pool");
+      const plans: FinetunePlan[] = [
+        { name: "s-cdf", weights: scdfWeights(D, cfg.scdf.blend), divergences: D, fromDrafter: base, fromDir: modelDirs[base]!, steps: cfg.scdf.steps, teacherPool: pool, outDir: join(o.outDir, "finetune", "s-cdf"), seed: cfg.seed },
+        { name: "data-balancing", weights: uniformWeights(tasks), fromDrafter: base, fromDir: modelDirs[base]!, steps: cfg.scdf.steps, teacherPool: pool, outDir: join(o.outDir, "finetune", "data-balancing"), seed: cfg.seed },
+      ];
+      const corpusTasks = tasks.filter((t) => "corpus" in cfg.tasks[t]!);
+      if (corpusTasks.length < tasks.length) notes.push("s-CDF finetunes only on corpus tasks; prompt-file tasks are measured but not trained on.");
+      const prog = new Progress("s-CDF and data-balancing finetunes", 3, o.quiet);
+      await cp("teacher-pool", async () => {
+        await ensureTeacherPool(cfg.scdf.python, modelDirs.verifier!, pool, cfg.scdf.windows, (l) => log(`  [targets] ${l}`));
+        return true;
+      });
+      prog.tick();
+      for (const plan of plans) {
+        const w = Object.fromEntries(Object.entries(plan.weights).filter(([t]) => corpusTasks.includes(t)));
+        const dir = await cp(`finetune|${plan.name}`, () => runFinetune(cfg.scdf.python, { ...plan, weights: w }, (l) => log(`  [${plan.name}] ${l}`)));
+        const lm = await loadOnnxCausalLM(dir);
+        await measureDrafter(plan.name, lm, `drafter ${plan.name}`);
+        await lm.dispose();
+        mitigationDrafters.set(plan.name, plan.name);
+        prog.tick();
+      }
+      prog.finish();
+      notes.push(`s-CDF weights (shift-by-minimum over D_T of '${base}' at T=${referenceT}${cfg.scdf.blend ? `, blended ${cfg.scdf.blend} with uniform` : ""}): ${Object.entries(plans[0]!.weights).map(([t, x]) => `${t} ${x.toFixed(3)}`).join(", ")}`);
+    }
+
+    // ---- 5. measurements table ----
+    const allDrafters = [...drafters.keys(), ...mitigationDrafters.values()];
+    const measurements: TaskMeasurement[] = [];
+    const cells: AlphaCell[] = [];
+    for (const T of cfg.targetTemperatures) {
+      for (const task of tasks) {
+        for (const d of allDrafters) {
+          const s = summarize(T, task, d);
+          taus.forEach((tau, k) => {
+            const a = s.alpha[k]!;
+            cells.push({ task, drafter: d, targetTemperature: T, proposalTemperature: tau, alpha: a });
+            measurements.push({
+              task,
+              drafter: d,
+              mitigation: d === "s-cdf" ? "s-cdf" : d === "data-balancing" ? "data-balancing" : "none",
+              targetTemperature: T,
+              proposalTemperature: tau,
+              alpha: a,
+              crossEntropy: s.crossEntropy,
+              kl: s.kl,
+              meanTv: s.meanTv,
+              pinskerBound: s.pinskerBound,
+              boundHolds: 1 - s.meanTv >= s.pinskerBound - 1e-9,
+              prompts: s.prompts,
+              positions: s.positions,
+            });
+          });
+        }
+      }
+    }
+    const costsAll: Costs = {
+      ...costsByName,
+      drafters: [
+        ...costsByName.drafters,
+        // Finetuned drafters keep their parent's architecture, hence its step cost.
+        ...[...mitigationDrafters.values()].map((n) => ({ ...costsByName.drafters.find((d) => d.id === cfg.scdf.drafter)!, id: n })),
+      ],
+    };
+    const model = new SpeedupModel(costsAll, cells);
+
+    // ---- 6. fit per (policy, target temperature), then timed validation ----
+    const servingDrafters = [...drafters.keys()];
+    const candidates = candidatePools(servingDrafters, cfg.gammas, taus);
+    const policies: TenantPolicyRecord[] = cfg.policies.map((p) => {
+      const { id, ...policy } = p;
+      return { id, policy: policy as TenantPolicyRecord["policy"], maxPools: cfg.maxPools };
+    });
+    const params: TaskParams[] = [];
+    const usedPools = new Map<string, PoolSpec>();
+    const validations = new Map<string, ValidationResult>();
+    const toValidate: { T: number; task: string; pool: PoolSpec }[] = [];
+    const fits: { policyId: string; T: number; assignment: Record<string, string> }[] = [];
+    for (const T of cfg.targetTemperatures) {
+      for (const pol of policies) {
+        const fit = fitPools({ tasks, traffic: cfg.traffic, candidates, speedup: (t, p) => model.predict(t, p, T).estimate, maxPools: cfg.maxPools, policy: pol.policy });
+        if (!fit.feasible) notes.push(`policy ${pol.id} at T=${T}: no pool set satisfies it; fell back to the best infeasible fit`);
+        fits.push({ policyId: pol.id, T, assignment: fit.assignment });
+        for (const task of tasks) {
+          const pool = candidates.find((c) => c.id === fit.assignment[task])!;
+          usedPools.set(pool.id, pool);
+          if (cfg.validation.prompts > 0 && !toValidate.some((v) => v.T === T && v.task === task && v.pool.id === pool.id)) toValidate.push({ T, task, pool });
+        }
+      }
+    }
+    if (toValidate.length) {
+      const p = new Progress("validation runs (timed, vs verifier-only)", toValidate.length, o.quiet);
+      for (const { T, task, pool } of toValidate) {
+        const v = await cp(`validate|${T}|${task}|${pool.id}`, () =>
+          validateParams({
+            verifier,
+            drafter: pool.drafter ? drafters.get(pool.drafter) : undefined,
+            gamma: pool.gamma,
+            proposalTemperature: pool.proposalTemperature,
+            temperature: T,
+            topP: cfg.topP,
+            prompts: heldout.get(task)!,
+            newTokens: cfg.validation.newTokens,
+            seed: seedOf(cfg.seed, "validate", task),
+            rng: new Xoshiro128(seedOf(cfg.seed, "vboot", T, task, pool.id)),
+            resamples: cfg.bootstrapResamples,
+          }),
+        );
+        validations.set(`${T}|${task}|${pool.id}`, v);
+        p.tick();
+      }
+      p.finish();
+    }
+    for (const f of fits) {
+      for (const task of tasks) {
+        const pool = usedPools.get(f.assignment[task]!)!;
+        const v = validations.get(`${f.T}|${task}|${pool.id}`);
+        params.push({
+          policyId: f.policyId,
+          task,
+          targetTemperature: f.T,
+          poolId: pool.id,
+          drafter: pool.drafter,
+          gamma: pool.gamma,
+          proposalTemperature: pool.proposalTemperature,
+          predictedSpeedup: model.predict(task, pool, f.T),
+          measuredSpeedup: v?.measuredSpeedup ?? null,
+          msPerChar: v?.msPerChar ?? null,
+        });
+      }
+    }
+    const pools: PoolRecord[] = [...usedPools.values()].map((p) => ({ id: p.id, kind: cfg.origins.kind, drafter: p.drafter, gamma: p.gamma, proposalTemperature: p.proposalTemperature, urls: cfg.origins.urls }));
+
+    // ---- 7. fairness analytics before / after ----
+    const bestFor = (task: string, drafter: string, tauChoice: "request" | "best") => {
+      let best = { speedup: 1, gamma: 0, proposalTemperature: referenceT, alpha: 0 };
+      const tauList = tauChoice === "best" ? taus : [taus.includes(referenceT) ? referenceT : taus[0]!];
+      for (const tau of tauList)
+        for (const g of cfg.gammas) {
+          if (g === 0) continue;
+          const s = model.predict(task, { id: "", drafter, gamma: g, proposalTemperature: tau }, referenceT).estimate;
+          if (s > best.speedup) best = { speedup: s, gamma: g, proposalTemperature: tau, alpha: model.alphaOf(task, drafter, referenceT, tau).estimate };
+        }
+      if (best.alpha === 0) best.alpha = model.alphaOf(task, drafter, referenceT, tauList[0]!).estimate;
+      return best;
+    };
+    const mitigation = (name: MitigationName, drafter: string, description: string, tauChoice: "request" | "best"): MitigationResult => {
+      const perTask: MitigationResult["perTask"] = {};
+      for (const t of tasks) {
+        const b = bestFor(t, drafter, tauChoice);
+        perTask[t] = { crossEntropy: summarize(referenceT, t, drafter).crossEntropy.estimate, alpha: b.alpha, speedup: b.speedup, gamma: b.gamma, proposalTemperature: b.proposalTemperature };
+      }
+      return { name, drafter, description, unfairnessU: unfairnessU(tasks.map((t) => perTask[t]!.crossEntropy)), perTask, speedup: spread(tasks.map((t) => perTask[t]!.speedup)) };
+    };
+    const baseName = cfg.scdf.drafter in cfg.models.drafters ? cfg.scdf.drafter : [...drafters.keys()][0]!;
+    const mitigations: MitigationResult[] = [mitigation("none", baseName, `drafter '${baseName}' as shipped, τ = T`, "request")];
+    mitigations.push(mitigation("temperature-tuning", baseName, `drafter '${baseName}', proposal temperature tuned per task`, "best"));
+    if (mitigationDrafters.has("data-balancing")) mitigations.push(mitigation("data-balancing", "data-balancing", "finetuned from the base drafter with uniform task weights (same budget as s-CDF)", "request"));
+    if (mitigationDrafters.has("s-cdf")) mitigations.push(mitigation("s-cdf", "s-cdf", "finetuned from the base drafter with shift-by-minimum task weights", "request"));
+
+    // ---- 8. α–γ curves for the report ----
+    const curves: AlphaGammaPoint[] = [];
+    for (const task of tasks)
+      for (const d of allDrafters)
+        for (const g of cfg.gammas) {
+          const tau = taus.includes(referenceT) ? referenceT : taus[0]!;
+          const alpha = model.alphaOf(task, d, referenceT, tau).estimate;
+          curves.push({ task, drafter: d, targetTemperature: referenceT, proposalTemperature: tau, gamma: g, alpha, predictedSpeedup: model.predict(task, { id: "", drafter: d, gamma: g, proposalTemperature: tau }, referenceT).estimate });
+        }
+
+    // ---- 9. one transaction ----
+    const speedOf = (p: TaskParams) => p.measuredSpeedup?.estimate ?? p.predictedSpeedup.estimate;
+    const refParams = (policyId: string) => params.filter((p) => p.policyId === policyId && p.targetTemperature === referenceT);
+    const finishedAt = new Date().toISOString();
+    const hardware = { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, node: process.version, runtime: "onnxruntime-node, CPU, 1 thread per session" };
+    const run: CalibrationRun = {
+      configHash: runHash,
+      hardware,
+      startedAt,
+      finishedAt,
+      summary: {
+        referenceTemperature: referenceT,
+        worstSpeedup: Object.fromEntries(policies.map((p) => [p.id, Math.min(...refParams(p.id).map(speedOf))])),
+        meanSpeedup: Object.fromEntries(policies.map((p) => [p.id, refParams(p.id).reduce((a, x) => a + speedOf(x), 0) / tasks.length])),
+        unfairnessU: mitigations[0]!.unfairnessU,
+        unfairnessUAfter: mitigations.find((m) => m.name === "s-cdf")?.unfairnessU ?? null,
+        mitigations: Object.fromEntries(mitigations.map((m) => [m.name, { U: m.unfairnessU, speedup: m.speedup }])),
+      },
+      measurements,
+      pools,
+      policies,
+      params,
+    };
+    const runId = await store.saveRun(run);
+    for (const t of cfg.tenants) await store.ensureTenant({ id: t.id, name: t.name, defaultTask: t.defaultTask }, cfg.policies.find((p) => p.id === t.policy)!);
+
+    const report: ReportData = {
+      run: { id: runId, configHash: runHash, startedAt, finishedAt, hardware },
+      tasks,
+      drafters: allDrafters,
+      targetTemperatures: cfg.targetTemperatures,
+      referenceTemperature: referenceT,
+      costs: costsAll,
+      measurements,
+      curves,
+      policies,
+      pools,
+      params,
+      mitigations,
+      notes,
+    };
+    const files = await writeReport(report, o.outDir);
+    await store.clearCheckpoints(runHash);
+    return { runId, runHash, report, files };
+  } finally {
+    await verifier.dispose();
+    for (const d of drafters.values()) await d.dispose();
+  }
+}
+

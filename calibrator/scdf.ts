@@ -1,0 +1,78 @@
+/**
+ * s-CDF — stochastic corrective drafter finetuning (Sandler et al.), and the data-balancing
+ * baseline, run through the trainer:
+ *   1. weights from the measured D_T: shift-by-minimum w_T ∝ D_T − min D (optionally blended with
+ *      uniform weights — a flagged deviation, off by default);
+ *   2. a plan file (weights, steps, teacher, start drafter) written next to the report;
+ *   3. `trainer/distill.py student --init <drafter dir> --weights <w>`: only the drafter is
+ *      trained (the verifier is frozen, so output quality cannot change), each minibatch's tasks
+ *      drawn by the weights — the "stochastic" part;
+ *   4. `trainer/export.py` exports it as a new drafter directory, which the calibrator re-measures.
+ * Teacher targets come from the committed verifier ONNX (trainer/distill.py targets).
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { shiftByMinimumWeights } from "../core/fairness.ts";
+
+const ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
+
+export interface FinetunePlan {
+  name: "s-cdf" | "data-balancing";
+  weights: Record<string, number>;
+  fromDrafter: string;
+  fromDir: string;
+  steps: number;
+  teacherPool: string;
+  outDir: string;
+  seed: number;
+  divergences?: Record<string, number>;
+}
+
+export function scdfWeights(divergence: Record<string, number>, blend = 0): Record<string, number> {
+  const w = shiftByMinimumWeights(divergence);
+  const m = Object.keys(w).length;
+  return Object.fromEntries(Object.entries(w).map(([t, x]) => [t, (1 - blend) * x + blend / m]));
+}
+
+export function uniformWeights(tasks: readonly string[]): Record<string, number> {
+  return Object.fromEntries(tasks.map((t) => [t, 1 / tasks.length]));
+}
+
+function run(cmd: string, args: string[], log: (line: string) => void): Promise<void> {
+  return new Promise((res, rej) => {
+    const p = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let tail = "";
+    const onData = (b: Buffer) => {
+      const text = b.toString();
+      tail = (tail + text).slice(-2000);
+      for (const line of text.split("\n")) if (line.trim() && !/Warning|warn\(/.test(line)) log(line.trim());
+    };
+    p.stdout.on("data", onData);
+    p.stderr.on("data", onData);
+    p.on("error", (e) => rej(new Error(`cannot start ${cmd}: ${e.message} — install Debian's python3-torch and python3-onnx (see trainer/README.md)`)));
+    p.on("close", (code) => (code === 0 ? res() : rej(new Error(`${cmd} ${args[0]} ${args[1] ?? ""} exited with ${code}: ${tail.split("\n").filter(Boolean).slice(-2).join(" | ")}`))));
+  });
+}
+
+/** Teacher targets from the committed verifier (shared by every finetune; resumable per task). */
+export async function ensureTeacherPool(python: string, verifierDir: string, poolDir: string, windows: number, log: (l: string) => void) {
+  await run(python, ["trainer/distill.py", "targets", "--teacher", verifierDir, "--pool", poolDir, "--windows", String(windows), "--procs", "2"], log);
+}
+
+/** Runs (or resumes) one finetune and exports the drafter; returns the exported directory. */
+export async function runFinetune(python: string, plan: FinetunePlan, log: (l: string) => void): Promise<string> {
+  mkdirSync(plan.outDir, { recursive: true });
+  writeFileSync(join(plan.outDir, "plan.json"), JSON.stringify(plan, null, 2));
+  const runDir = join(plan.outDir, "run");
+  const modelDir = join(plan.outDir, `drafter-${plan.name}`);
+  if (existsSync(join(modelDir, "model.onnx"))) return modelDir;
+  await run(
+    python,
+    ["trainer/distill.py", "student", "--pool", plan.teacherPool, "--run", runDir, "--init", plan.fromDir, "--weights", JSON.stringify(plan.weights), "--steps", String(plan.steps), "--lr", "1e-3", "--warmup", "20", "--seed", String(plan.seed)],
+    log,
+  );
+  await run(python, ["trainer/export.py", "--ckpt", join(runDir, "ckpt.pt"), "--out", modelDir], log);
+  return modelDir;
+}
