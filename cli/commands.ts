@@ -8,6 +8,10 @@ import { generate, maxNewTokensFor } from "../engine/speculative.ts";
 import { loadOnnxCausalLM } from "../engine/onnx-lm.ts";
 import type { OrtBackend } from "../engine/ort.ts";
 import { parse, UsageError } from "./args.ts";
+import { poolsCmd } from "./pools.ts";
+import { calibrateCmd } from "./calibrate.ts";
+import { activateCmd, rollbackCmd, runsCmd } from "./runs.ts";
+import { serveOriginCmd } from "../origin/server.ts";
 
 export interface Command {
   summary: string;
@@ -205,4 +209,10 @@ export const COMMANDS: Record<string, Command> = {
   generate: generateCmd,
   speedup: speedupCmd,
   demo: demoCmd,
+  calibrate: calibrateCmd,
+  runs: runsCmd,
+  activate: activateCmd,
+  rollback: rollbackCmd,
+  pools: poolsCmd,
+  "serve-origin": serveOriginCmd,
 };

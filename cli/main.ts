@@ -6,7 +6,7 @@ import { UsageError } from "./args.ts";
 import { COMMANDS } from "./commands.ts";
 
 function help() {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`);
   return `fairspec — task-fair speculative decoding\n\nUsage: npx fairspec <command> [options]\n\n${lines.join("\n")}\n\nRun 'npx fairspec <command> --help' for a command's options.`;
 }
 

@@ -116,7 +116,7 @@ export function renderPrometheus(m: OriginMetrics, gauges: Gauges, modelName: st
   const base = { model_name: modelName };
   const out: string[] = [];
   const family = (name: string, type: "counter" | "gauge" | "histogram", help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-  const sample = (name: string, value: number, extra: Record<string, string> = {}) => out.push(`${name}${labelStr({ ...extra, ...base })} ${fmt(value)}`);
+  const sample = (name: string, value: number, extra: Record<string, string> = {}) => out.push(`${name}${labelStr({ ...base, ...extra })} ${fmt(value)}`);
   const hist = (name: string, h: Histogram, help: string) => {
     family(name, "histogram", help);
     let cum = 0;
