@@ -39,6 +39,11 @@ export const calibrationConfig = z
     gammas: z.array(z.number().int().min(0).max(16)).min(1).default([0, 1, 2, 3, 4, 5, 6]),
     proposalTemperatures: z.array(temperature).min(1).default([0, 0.7, 1, 1.3]),
     maxPools: z.number().int().min(1).max(16).default(3),
+    /** The uncalibrated default every task would get without fairspec: this drafter, this γ, τ = T. */
+    uncalibrated: z
+      .object({ drafter: z.string().default("base"), gamma: z.number().int().min(1).max(16).default(4) })
+      .strict()
+      .default({ drafter: "base", gamma: 4 }),
     origins: z
       .object({
         kind: z.enum(["fairspec", "vllm", "sglang"]).default("fairspec"),
@@ -84,6 +89,7 @@ export const calibrationConfig = z
       if (!c.policies.some((p) => p.id === t.policy)) ctx.addIssue({ code: "custom", path: ["tenants", i, "policy"], message: `unknown policy '${t.policy}' (defined: ${c.policies.map((p) => p.id).join(", ")})` });
       if (!(t.defaultTask in c.tasks)) ctx.addIssue({ code: "custom", path: ["tenants", i, "defaultTask"], message: `unknown task '${t.defaultTask}'` });
     }
+    if (!(c.uncalibrated.drafter in c.models.drafters)) ctx.addIssue({ code: "custom", path: ["uncalibrated", "drafter"], message: `unknown drafter '${c.uncalibrated.drafter}'` });
     if (c.scdf.enabled && !(c.scdf.drafter in c.models.drafters)) ctx.addIssue({ code: "custom", path: ["scdf", "drafter"], message: `unknown drafter '${c.scdf.drafter}'` });
     for (const t of Object.keys(c.traffic ?? {})) if (!(t in c.tasks)) ctx.addIssue({ code: "custom", path: ["traffic", t], message: `unknown task '${t}'` });
   });

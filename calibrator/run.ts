@@ -265,6 +265,19 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
         }
       }
     }
+    // The uncalibrated default (one drafter, one γ, τ = T for every task) is validated too: it is
+    // the baseline the fit must beat.
+    const uncalibrated: PoolSpec = { id: "", drafter: cfg.uncalibrated.drafter, gamma: cfg.uncalibrated.gamma, proposalTemperature: null };
+    const referenceT0 = cfg.targetTemperatures.includes(1) ? 1 : cfg.targetTemperatures[0]!;
+    const uncalibratedAt = (T: number): PoolSpec => {
+      const tau = taus.includes(T) ? T : taus[0]!;
+      return { ...uncalibrated, id: `${cfg.uncalibrated.drafter}-g${cfg.uncalibrated.gamma}-t${tau}`, proposalTemperature: tau };
+    };
+    if (cfg.validation.prompts > 0)
+      for (const task of tasks) {
+        const pool = uncalibratedAt(referenceT0);
+        if (!toValidate.some((v) => v.T === referenceT0 && v.task === task && v.pool.id === pool.id)) toValidate.push({ T: referenceT0, task, pool });
+      }
     if (toValidate.length) {
       const p = new Progress("validation runs (timed, vs verifier-only)", toValidate.length, o.quiet);
       for (const { T, task, pool } of toValidate) {
@@ -368,6 +381,22 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
       policies,
       params,
     };
+    // Uncalibrated default vs the fit, per task at the reference temperature (measured where validated).
+    const uPool = uncalibratedAt(referenceT);
+    const uncal = Object.fromEntries(
+      tasks.map((t) => {
+        const v = validations.get(`${referenceT}|${t}|${uPool.id}`);
+        return [t, { predicted: model.predict(t, uPool, referenceT).estimate, measured: v?.measuredSpeedup.estimate ?? null }];
+      }),
+    );
+    run.summary.uncalibrated = {
+      pool: uPool.id,
+      perTask: uncal,
+      speedup: spread(tasks.map((t) => uncal[t]!.measured ?? uncal[t]!.predicted)),
+    };
+    run.summary.fitted = Object.fromEntries(policies.map((p) => [p.id, spread(refParams(p.id).map(speedOf))]));
+    const predErr = params.filter((p) => p.measuredSpeedup).map((p) => Math.abs(p.predictedSpeedup.estimate / p.measuredSpeedup!.estimate - 1));
+    run.summary.predictionError = { max: Math.max(0, ...predErr), mean: predErr.length ? predErr.reduce((a, x) => a + x, 0) / predErr.length : null, validated: predErr.length };
     const runId = await store.saveRun(run);
     for (const t of cfg.tenants) await store.ensureTenant({ id: t.id, name: t.name, defaultTask: t.defaultTask }, cfg.policies.find((p) => p.id === t.policy)!);
 
