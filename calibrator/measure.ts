@@ -24,16 +24,21 @@ export interface Continuation {
   verifierRows: Float32Array[];
 }
 
-/** Verifier-sampled continuations and the verifier's logits along them. */
+/**
+ * Verifier-sampled continuations and the verifier's logits along them. With a drafter, the
+ * continuations are sampled by speculative decoding: exactly the verifier's law (that is the point
+ * of speculative sampling), in less time.
+ */
 export async function sampleContinuations(
   verifier: CausalLM,
   prompts: readonly number[][],
-  opts: { newTokens: number; temperature: number; topP?: number; rng: Rng; onPrompt?: () => void },
+  opts: { newTokens: number; temperature: number; topP?: number; rng: Rng; drafter?: CausalLM; gamma?: number; onPrompt?: () => void },
 ): Promise<Continuation[]> {
   const out: Continuation[] = [];
+  const gamma = opts.drafter ? (opts.gamma ?? 3) : 0;
   for (const prompt of prompts) {
     const room = verifier.maxPositions - prompt.length;
-    const g = await generate({ verifier, gamma: 0, prompt, maxNewTokens: Math.min(opts.newTokens, room), temperature: opts.temperature, topP: opts.topP, rng: opts.rng, stopAtEos: false });
+    const g = await generate({ verifier, drafter: opts.drafter, gamma, prompt, maxNewTokens: Math.min(opts.newTokens, room), temperature: opts.temperature, topP: opts.topP, rng: opts.rng, stopAtEos: false });
     const rows = await verifier.newSession().append([...prompt, ...g.tokens]);
     out.push({ prompt, continuation: g.tokens, verifierRows: rows.slice(prompt.length - 1, prompt.length - 1 + g.tokens.length).map((r) => r.slice()) });
     opts.onPrompt?.();

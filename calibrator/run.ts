@@ -134,7 +134,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
     const continuations = async (T: number, task: string): Promise<Continuation[]> => {
       const toks = await cp(`cont|${T}|${task}`, async () => {
         const rng = new Xoshiro128(seedOf(cfg.seed, "cont", T, task));
-        const cs = await sampleContinuations(verifier, prompts.get(task)!, { newTokens: cfg.newTokens, temperature: T, topP: cfg.topP, rng });
+        const drafter = drafters.get(cfg.uncalibrated.drafter);
+        const cs = await sampleContinuations(verifier, prompts.get(task)!, { newTokens: cfg.newTokens, temperature: T, topP: cfg.topP, rng, drafter, gamma: 3 });
         return cs.map((c) => c.continuation);
       });
       // Verifier rows are recomputed (one pass per prompt): cheap, and checkpoints stay small.

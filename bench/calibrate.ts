@@ -1,0 +1,121 @@
+/**
+ * npm run bench:calibrate -- --out FILE.json [--tasks en,ja,...] [--prompts 16] [--new-tokens 64]
+ *                            [--drafter base] [--temperature 1] [--gammas 1,2,3,4,5,6] [--seed 1]
+ *
+ * Does the cheap calibration agree with the expensive truth? Per task:
+ * - α from teacher forcing (the calibrator's method) vs α observed in real speculative runs at
+ *   γ = 1 (where every verifier step tests exactly one draft), each with a bootstrap CI over prompts;
+ * - wall time of the teacher-forced measurement vs measuring every γ by running it;
+ * - the γ the calibrator would fit (from α and the measured cost model) vs the best γ found by
+ *   exhaustive timed runs: measured S(fitted γ) / S(best γ).
+ * Timed runs go back to back per prompt (verifier-only, then every γ), so drift hits all alike.
+ */
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { bootstrap, ratioOfSums } from "../core/bootstrap.ts";
+import { Xoshiro128 } from "../core/rng.ts";
+import { bestGamma, measuredVerifyCost } from "../core/speedup.ts";
+import { isTaskId, TASKS, type TaskId } from "../core/tasks.ts";
+import { taskPrompts } from "../corpora/index.ts";
+import { measureCosts } from "../calibrator/costs.ts";
+import { measurePrompt, sampleContinuations, summarizePrompts } from "../calibrator/measure.ts";
+import { loadOnnxCausalLM } from "../engine/onnx-lm.ts";
+import { generate } from "../engine/speculative.ts";
+
+const { values: a } = parseArgs({
+  options: {
+    out: { type: "string" },
+    tasks: { type: "string", default: TASKS.join(",") },
+    prompts: { type: "string", default: "16" },
+    "new-tokens": { type: "string", default: "64" },
+    drafter: { type: "string", default: "base" },
+    temperature: { type: "string", default: "1" },
+    gammas: { type: "string", default: "1,2,3,4,5,6" },
+    seed: { type: "string", default: "1" },
+  },
+});
+const tasks = a.tasks!.split(",") as TaskId[];
+for (const t of tasks) if (!isTaskId(t)) throw new Error(`unknown task '${t}'`);
+const nPrompts = Number(a.prompts);
+const newTokens = Number(a["new-tokens"]);
+const T = Number(a.temperature);
+const gammas = a.gammas!.split(",").map(Number);
+const seed = Number(a.seed);
+
+const MODELS = new URL("../models/", import.meta.url).pathname;
+const verifier = await loadOnnxCausalLM(`${MODELS}verifier`);
+const drafter = await loadOnnxCausalLM(`${MODELS}drafter-${a.drafter}`);
+const costs = await measureCosts(verifier, [drafter]);
+const c = costs.drafters[0]!.c;
+const verifyCost = measuredVerifyCost(costs.verifyCost);
+
+const rows = [];
+for (const task of tasks) {
+  const prompts = taskPrompts(task, nPrompts, 96, "validation").map((p) => verifier.tokenizer.encode(p));
+
+  // The calibrator's way: sample continuations, one teacher-forced pass per model.
+  const t0 = performance.now();
+  const conts = await sampleContinuations(verifier, prompts, { newTokens, temperature: T, rng: new Xoshiro128(seed), drafter, gamma: 3 });
+  const units = [];
+  for (const cont of conts) units.push(await measurePrompt(drafter, cont, { temperature: T }, [T]));
+  const tf = summarizePrompts(units, [T], new Xoshiro128(seed + 1), 1000);
+  const teacherForcedMs = performance.now() - t0;
+
+  // The expensive way: run every γ (and verifier-only) on the same prompts, timed.
+  const t1 = performance.now();
+  const time = new Map<number, number[]>();
+  const online: { accepted: number; drafted: number }[] = [];
+  for (const [i, prompt] of prompts.entries()) {
+    const common = { verifier, prompt, maxNewTokens: newTokens, temperature: T, stopAtEos: false };
+    for (const g of [0, ...gammas]) {
+      const run = await generate({ ...common, drafter: g ? drafter : undefined, gamma: g, proposalTemperature: T, rng: new Xoshiro128(seed + 100 + i) });
+      if (!time.has(g)) time.set(g, []);
+      time.get(g)!.push(run.stats.totalMs);
+      if (g === 1) online.push({ accepted: run.stats.accepted, drafted: run.stats.drafted });
+    }
+  }
+  const exhaustiveMs = performance.now() - t1;
+  const alphaOnline = bootstrap(online, ratioOfSums((u) => u.accepted, (u) => u.drafted), new Xoshiro128(seed + 2), 1000);
+  const sum = (xs: number[]) => xs.reduce((s, x) => s + x, 0);
+  const measuredS = Object.fromEntries(gammas.map((g) => [g, sum(time.get(0)!) / sum(time.get(g)!)]));
+  const bestMeasured = gammas.reduce((b, g) => (measuredS[g]! > measuredS[b]! ? g : b));
+  const fitted = bestGamma(tf.alpha[0]!.estimate, c, Math.max(...gammas), verifyCost);
+  const fittedGamma = Math.max(1, fitted.gamma);
+  const overlap = tf.alpha[0]!.lo <= alphaOnline.hi && alphaOnline.lo <= tf.alpha[0]!.hi;
+  const row = {
+    task,
+    alpha_teacher_forced: tf.alpha[0],
+    alpha_online_gamma1: alphaOnline,
+    cis_overlap: overlap,
+    teacher_forced_ms: teacherForcedMs,
+    exhaustive_timed_ms: exhaustiveMs,
+    cost_ratio: exhaustiveMs / teacherForcedMs,
+    measured_speedup_by_gamma: measuredS,
+    best_measured_gamma: bestMeasured,
+    fitted_gamma: fittedGamma,
+    predicted_speedup_at_fitted: fitted.factor,
+    fitted_vs_best: measuredS[fittedGamma]! / measuredS[bestMeasured]!,
+  };
+  rows.push(row);
+  console.error(
+    `${task.padEnd(8)} α tf ${tf.alpha[0]!.estimate.toFixed(3)} [${tf.alpha[0]!.lo.toFixed(3)}, ${tf.alpha[0]!.hi.toFixed(3)}]  online ${alphaOnline.estimate.toFixed(3)} [${alphaOnline.lo.toFixed(3)}, ${alphaOnline.hi.toFixed(3)}]  ` +
+      `cost ${row.cost_ratio.toFixed(1)}×  γ fit ${fittedGamma} / best ${bestMeasured}: ${(row.fitted_vs_best * 100).toFixed(1)}%`,
+  );
+}
+const summary = {
+  tasks: rows.length,
+  alpha_cis_overlap: rows.filter((r) => r.cis_overlap).length,
+  min_cost_ratio: Math.min(...rows.map((r) => r.cost_ratio)),
+  min_fitted_vs_best: Math.min(...rows.map((r) => r.fitted_vs_best)),
+  mean_fitted_vs_best: rows.reduce((s, r) => s + r.fitted_vs_best, 0) / rows.length,
+};
+console.log(
+  `\nα agreement (CIs overlap): ${summary.alpha_cis_overlap}/${summary.tasks} tasks · teacher forcing is ≥ ${summary.min_cost_ratio.toFixed(1)}× cheaper than timing every γ · ` +
+    `fitted γ reaches ≥ ${(summary.min_fitted_vs_best * 100).toFixed(1)}% (mean ${(summary.mean_fitted_vs_best * 100).toFixed(1)}%) of the best γ's measured speed-up`,
+);
+if (a.out) {
+  writeFileSync(a.out, JSON.stringify({ bench: "calibrate", date: new Date().toISOString(), settings: { tasks, prompts: nPrompts, newTokens, temperature: T, gammas, drafter: a.drafter, seed }, costs, summary, tasks: rows }, null, 2));
+  console.log(`wrote ${a.out}`);
+}
+await verifier.dispose();
+await drafter.dispose();
