@@ -79,6 +79,19 @@ export const calibrationConfig = z
       })
       .strict()
       .default({ enabled: true, drafter: "base", steps: 1500, windows: 400, blend: 0, python: "/usr/bin/python3" }),
+    /**
+     * Validate through origin pools over HTTP instead of in-process: a pools config file
+     * (origin/pools.ts format). fairspec pools take any parameters per request; vLLM / SGLang
+     * pools validate only the parameters they were launched with.
+     */
+    remote: z
+      .object({
+        pools: z.string().min(1),
+        concurrencyPerUrl: z.number().int().min(1).max(64).default(2),
+        timeoutMs: z.number().int().min(1000).max(600_000).default(120_000),
+      })
+      .strict()
+      .optional(),
     bootstrapResamples: z.number().int().min(100).max(100_000).default(1000),
     seed: z.number().int().default(1),
   })

@@ -32,6 +32,8 @@ import { writeReport } from "./report.ts";
 import { ensureTeacherPool, runFinetune, scdfWeights, uniformWeights, type FinetunePlan } from "./scdf.ts";
 import type { Store } from "./store.ts";
 import { validateParams, type ValidationResult } from "./validate.ts";
+import { loadPoolsConfig, type Pool } from "../origin/pools.ts";
+import { measurePoolRemote } from "./remote.ts";
 
 const ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
 
@@ -102,6 +104,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
     const tasks = Object.keys(cfg.tasks);
     const prompts = new Map<string, number[][]>();
     const heldout = new Map<string, number[][]>();
+    const heldoutText = new Map<string, string[]>();
     for (const t of tasks) {
       const spec = cfg.tasks[t]!;
       let texts: string[];
@@ -126,6 +129,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
       const enc = (s: string) => verifier.tokenizer.encode(s).slice(-Math.floor(verifier.maxPositions / 2));
       prompts.set(t, texts.map(enc));
       heldout.set(t, test.map(enc));
+      heldoutText.set(t, test.map((s) => verifier.tokenizer.decode(enc(s))));
     }
 
     // ---- 3. teacher-forced measurement ----
@@ -279,11 +283,34 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
         const pool = uncalibratedAt(referenceT0);
         if (!toValidate.some((v) => v.T === referenceT0 && v.task === task && v.pool.id === pool.id)) toValidate.push({ T: referenceT0, task, pool });
       }
+    const remotePools: Pool[] = cfg.remote ? (await loadPoolsConfig(path(cfg.remote.pools))).pools : [];
+    /** A remote pool that can run these parameters: any fairspec pool, or a fixed pool that matches. */
+    const remoteFor = (p: PoolSpec): Pool | undefined =>
+      remotePools.find((r) => r.kind === "fairspec") ??
+      remotePools.find((r) => r.gamma === p.gamma && r.drafter === p.drafter && (p.gamma === 0 || r.proposal_temperature === p.proposalTemperature));
+    const remoteBaseline = remotePools.find((r) => r.gamma === 0);
     if (toValidate.length) {
-      const p = new Progress("validation runs (timed, vs verifier-only)", toValidate.length, o.quiet);
+      const p = new Progress(`validation runs (timed, vs verifier-only${cfg.remote ? ", through origin pools" : ""})`, toValidate.length, o.quiet);
       for (const { T, task, pool } of toValidate) {
-        const v = await cp(`validate|${T}|${task}|${pool.id}`, () =>
-          validateParams({
+        const remote = cfg.remote ? remoteFor(pool) : undefined;
+        if (cfg.remote && !remote) notes.push(`no remote pool runs ${pool.id}; validated in-process instead`);
+        const v = await cp(`validate|${T}|${task}|${pool.id}`, async (): Promise<ValidationResult> => {
+          if (remote) {
+            const m = await measurePoolRemote(remote, heldoutText.get(task)!, {
+              temperature: T,
+              topP: cfg.topP,
+              maxTokens: cfg.validation.newTokens,
+              seed: seedOf(cfg.seed, "validate", task),
+              wanted: { drafter: pool.drafter, gamma: pool.gamma, proposal_temperature: pool.proposalTemperature },
+              concurrencyPerUrl: cfg.remote!.concurrencyPerUrl,
+              timeoutMs: cfg.remote!.timeoutMs,
+              baseline: remoteBaseline,
+              rng: new Xoshiro128(seedOf(cfg.seed, "vboot", T, task, pool.id)),
+              resamples: cfg.bootstrapResamples,
+            });
+            return { measuredSpeedup: m.speedup, msPerChar: m.msPerChar, verifierOnlyMsPerChar: null, via: remote.id, onlineAlpha: m.alpha };
+          }
+          return validateParams({
             verifier,
             drafter: pool.drafter ? drafters.get(pool.drafter) : undefined,
             gamma: pool.gamma,
@@ -295,8 +322,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
             seed: seedOf(cfg.seed, "validate", task),
             rng: new Xoshiro128(seedOf(cfg.seed, "vboot", T, task, pool.id)),
             resamples: cfg.bootstrapResamples,
-          }),
-        );
+          });
+        });
         validations.set(`${T}|${task}|${pool.id}`, v);
         p.tick();
       }
@@ -395,6 +422,10 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
       perTask: uncal,
       speedup: spread(tasks.map((t) => uncal[t]!.measured ?? uncal[t]!.predicted)),
     };
+    run.summary.validation = [...validations.entries()].map(([key, v]) => {
+      const [T, task, pool] = key.split("|");
+      return { targetTemperature: Number(T), task, pool, via: v.via, measuredSpeedup: v.measuredSpeedup.estimate, onlineAlpha: v.onlineAlpha?.estimate ?? null };
+    });
     run.summary.fitted = Object.fromEntries(policies.map((p) => [p.id, spread(refParams(p.id).map(speedOf))]));
     const predErr = params.filter((p) => p.measuredSpeedup).map((p) => Math.abs(p.predictedSpeedup.estimate / p.measuredSpeedup!.estimate - 1));
     run.summary.predictionError = { max: Math.max(0, ...predErr), mean: predErr.length ? predErr.reduce((a, x) => a + x, 0) / predErr.length : null, validated: predErr.length };

@@ -13,7 +13,11 @@ import { generate } from "../engine/speculative.ts";
 export interface ValidationResult {
   measuredSpeedup: Interval95;
   msPerChar: number;
-  verifierOnlyMsPerChar: number;
+  verifierOnlyMsPerChar: number | null;
+  /** Where it was measured: in-process, or the remote pool's id. */
+  via: string;
+  /** Remote runs only: α observed online from the origin's per-position acceptance counts. */
+  onlineAlpha?: Interval95 | null;
 }
 
 export async function validateParams(o: {
@@ -46,5 +50,6 @@ export async function validateParams(o: {
     measuredSpeedup: { estimate: s.estimate, lo: s.lo, hi: s.hi },
     msPerChar: sum((u) => u.spec) / sum((u) => u.chars),
     verifierOnlyMsPerChar: sum((u) => u.base) / sum((u) => u.baseChars),
+    via: "in-process",
   };
 }
