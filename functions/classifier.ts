@@ -1,0 +1,183 @@
+/**
+ * The edge's task classifier: which task (language or domain, `core/tasks.ts`) a request's text
+ * belongs to, when the client gives no hint. Runtime-neutral (Workers and Node): no `node:`
+ * imports, and ONNX Runtime is passed in (onnxruntime-web or `onnxruntime-web/wasm`), never
+ * imported here.
+ *
+ * Model: `models/task-classifier/` (trained by `trainer/classifier.py`). Its features are
+ * computed here, bit-exactly as in Python:
+ *
+ *   snippet = drop emoji, pictographs and the like (IGNORED), trim leading ASCII whitespace,
+ *             UTF-8 encode, keep the first `meta.snippet.bytes` (256) bytes: a byte cut (a cut
+ *             character only adds a few n-grams; training cut snippets at random bytes too)
+ *   for n in meta.features.ngrams (1..4), for each position i (n-gram order, then position):
+ *     h = 0x811C9DC5 ^ n; for each byte c: h = imul(h ^ c, 0x01000193)     (FNV-1a)
+ *     fmix32(h) & (buckets - 1)                                            (murmur3 finaliser)
+ *   no n-gram (empty snippet) → [meta.features.empty_id]
+ *
+ * The graph takes these ids (int64 [N]) and returns logits [1, labels]; scores are their softmax.
+ *
+ * Why the FIRST bytes of the text (the caller passes the user's latest message): the task is
+ * usually set at the start (the language the user writes in, the code or formula they paste),
+ * the edge can stop encoding after 256 bytes of an arbitrarily long body, and the choice does not
+ * depend on how long the message is. Long system prompts and earlier turns are deliberately not
+ * used: they are often boilerplate in another language than the request.
+ */
+import type * as Ort from "onnxruntime-common";
+
+/** The parts of an onnxruntime(-web) module used here. */
+export type OrtLike = Pick<typeof Ort, "InferenceSession" | "Tensor">;
+
+export interface FeatureSpec {
+  ngrams: number[];
+  /** Power of two: ids are hash & (buckets - 1). */
+  buckets: number;
+  /** The id fed when the snippet has no n-gram at all. */
+  empty_id: number;
+}
+
+/** What the classifier needs from `models/task-classifier/meta.json` (the rest is documentation). */
+export interface TaskClassifierMeta {
+  labels: string[];
+  snippet: { bytes: number };
+  features: FeatureSpec;
+}
+
+export interface TaskClassification {
+  /** The most likely task (a label from meta.labels, i.e. a TaskId). */
+  task: string;
+  /** Its softmax probability; about 1 / labels.length for text that carries no signal. */
+  confidence: number;
+  /** Softmax probability per label. */
+  scores: Record<string, number>;
+}
+
+export interface TaskClassifier {
+  readonly labels: readonly string[];
+  classify(text: string): Promise<TaskClassification>;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Code points dropped before the snippet is cut (as trainer/classifier.py IGNORED_CLASS): emoji and
+ * pictographs, dingbats and miscellaneous symbols, variation selectors, ZWJ, keycap, tag
+ * characters. They say nothing about the task, and their UTF-8 bytes look like CJK text's.
+ */
+export const IGNORED = /[\u200d\u20e3\u2600-\u27bf\u2b00-\u2bff\ufe00-\ufe0f\u{1f000}-\u{1faff}\u{e0000}-\u{e007f}]/gu;
+const LEADING_WS = /^[ \t\n\r\f\v]+/;
+const CHUNK = 1024;
+
+/**
+ * The classifier's input bytes: drop IGNORED code points, trim leading ASCII whitespace, UTF-8
+ * encode, keep the first `maxBytes` bytes (a byte cut). Works through the text in chunks and stops
+ * as soon as enough is kept, so a long message costs no more than a short one; the result is the
+ * same as processing the whole text.
+ */
+export function snippetBytes(text: string, maxBytes = 256): Uint8Array {
+  let kept = "";
+  for (let i = 0; i < text.length && kept.length < maxBytes; ) {
+    let end = Math.min(text.length, i + CHUNK);
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end++; // keep surrogate pairs whole
+    // trim(trim(a) + b) = trim(a + b), and dropping works per code point, so chunking is exact
+    kept = (kept + text.slice(i, end).replace(IGNORED, "")).replace(LEADING_WS, "");
+    i = end;
+  }
+  // Every UTF-16 unit encodes to at least one byte: `maxBytes` units give `maxBytes` bytes.
+  const b = encoder.encode(kept);
+  return b.length > maxBytes ? b.subarray(0, maxBytes) : b;
+}
+
+const fmix32 = (h: number): number => {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+};
+
+/** Hashed byte n-gram ids of a snippet, in the order the trainer produces them. */
+export function ngramIds(bytes: Uint8Array, spec: FeatureSpec): number[] {
+  const mask = spec.buckets - 1;
+  const ids: number[] = [];
+  for (const n of spec.ngrams) {
+    for (let i = 0; i + n <= bytes.length; i++) {
+      let h = 0x811c9dc5 ^ n;
+      for (let k = 0; k < n; k++) h = Math.imul(h ^ bytes[i + k]!, 0x01000193);
+      ids.push(fmix32(h) & mask);
+    }
+  }
+  if (ids.length === 0) ids.push(spec.empty_id);
+  return ids;
+}
+
+export function softmax(logits: ArrayLike<number>): number[] {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
+  const e = Array.from({ length: logits.length }, (_, i) => Math.exp(logits[i]! - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / sum);
+}
+
+function checkMeta(meta: TaskClassifierMeta): void {
+  const f = meta.features;
+  if (!Array.isArray(meta.labels) || meta.labels.length === 0) throw new Error("task classifier meta: no labels");
+  if (!f || !Number.isInteger(f.buckets) || f.buckets <= 0 || (f.buckets & (f.buckets - 1)) !== 0)
+    throw new Error("task classifier meta: features.buckets must be a power of two");
+  if (!Array.isArray(f.ngrams) || f.ngrams.length === 0 || f.ngrams.some((n) => !Number.isInteger(n) || n < 1))
+    throw new Error("task classifier meta: features.ngrams must be positive integers");
+  if (!Number.isInteger(f.empty_id)) throw new Error("task classifier meta: features.empty_id missing");
+  if (!meta.snippet || !Number.isInteger(meta.snippet.bytes) || meta.snippet.bytes < 1)
+    throw new Error("task classifier meta: snippet.bytes missing");
+}
+
+/**
+ * Loads the model into an inference session of the given ONNX Runtime module. Calls to
+ * `classify` may overlap (concurrent requests in one isolate): runs are queued on the session.
+ */
+export async function createTaskClassifier(
+  ort: OrtLike,
+  modelBytes: Uint8Array,
+  meta: TaskClassifierMeta,
+): Promise<TaskClassifier> {
+  checkMeta(meta);
+  const session = await ort.InferenceSession.create(modelBytes, {
+    executionProviders: ["wasm"],
+    graphOptimizationLevel: "all",
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+    executionMode: "sequential",
+  });
+  const inputName = session.inputNames[0] ?? "ids";
+  const outputName = session.outputNames[0] ?? "logits";
+  const labels = [...meta.labels];
+  let queue: Promise<unknown> = Promise.resolve();
+
+  const run = async (ids: number[]): Promise<Float32Array> => {
+    const data = BigInt64Array.from(ids, (v) => BigInt(v));
+    const input = new ort.Tensor("int64", data, [ids.length]);
+    const out = await session.run({ [inputName]: input });
+    const logits = out[outputName];
+    if (!logits || logits.type !== "float32") throw new Error("task classifier: unexpected model output");
+    const values = logits.data as Float32Array;
+    if (values.length !== labels.length) throw new Error(`task classifier: ${values.length} logits for ${labels.length} labels`);
+    return values;
+  };
+
+  return {
+    labels,
+    async classify(text: string): Promise<TaskClassification> {
+      const ids = ngramIds(snippetBytes(String(text ?? ""), meta.snippet.bytes), meta.features);
+      const result = queue.then(() => run(ids));
+      queue = result.catch(() => undefined);
+      const probs = softmax(await result);
+      let best = 0;
+      for (let i = 1; i < probs.length; i++) if (probs[i]! > probs[best]!) best = i;
+      const scores: Record<string, number> = {};
+      labels.forEach((l, i) => (scores[l] = probs[i]!));
+      return { task: labels[best]!, confidence: probs[best]!, scores };
+    },
+  };
+}
