@@ -1,0 +1,287 @@
+/**
+ * npm run bench:edge -- --out FILE.json [--n 2000] [--miss 300] [--seconds 5] [--concurrency 32]
+ *                       [--profile DIR]   (a V8 CPU profile of the edge process)
+ *
+ * The edge gateway's own cost, measured in one run against one trivial origin (fixed JSON, no
+ * model), so the origin's time is the same on both paths:
+ *
+ * - added latency: the same non-stream chat request straight to the origin and through the edge
+ *   (Node entry: @hono/node-server, @libsql/client on a local file database seeded through
+ *   calibrator/store.ts), sequential, direct and edge interleaved so drift hits both alike;
+ *   p50 / p99 of each path and of their difference, plus the edge's own `x-fairspec-overhead-ms`
+ *   (time from arrival to dispatch);
+ *   - warm cache: the key and the params are cached (the steady state);
+ *   - cache miss: both caches are emptied before every request (key lookup + params read from
+ *     libSQL on the request path);
+ * - routed requests per second: `--concurrency` requests in flight for `--seconds`, through the
+ *   edge (warm) and, for reference, straight to the origin.
+ *
+ * For scale, the same figures for a bare Node proxy (node:http in, node:http out, piped, no logic
+ * at all): the floor any Node gateway pays on this machine.
+ *
+ * Processes: the origin, the edge and the bare proxy each run in their own child process; the load generator
+ * (node:http with keep-alive) in this one. All three share this machine's cores (and whatever
+ * else runs on it): figures are what this machine gave in this run, nothing more. Rate limiting
+ * is set out of the way (burst 10⁹) so it is not what is measured.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Agent, request } from "node:http";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const SELF = fileURLToPath(import.meta.url);
+
+const { values: a } = parseArgs({
+  options: {
+    out: { type: "string" },
+    n: { type: "string", default: "2000" },
+    miss: { type: "string", default: "300" },
+    seconds: { type: "string", default: "5" },
+    concurrency: { type: "string", default: "32" },
+    /** Write a V8 CPU profile of the edge process into this directory. */
+    profile: { type: "string" },
+    // internal: child roles
+    role: { type: "string" },
+    origin: { type: "string" },
+    db: { type: "string" },
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// Child roles.
+
+async function runOrigin() {
+  const { startTrivialOrigin } = await import("../test/workers/fixtures.ts");
+  const o = await startTrivialOrigin("bench", { record: false });
+  process.send!({ url: o.url });
+}
+
+/** The floor: the cheapest Node proxy there is (node:http in, node:http out, piped; no logic). */
+async function runProxy() {
+  const { createServer, request: req, Agent: A } = await import("node:http");
+  const target = new URL(a.origin!);
+  const agent = new A({ keepAlive: true, maxSockets: 256 });
+  const server = createServer((inc, out) => {
+    const up = req({ host: target.hostname, port: target.port, path: inc.url, method: inc.method, headers: { ...inc.headers, host: target.host }, agent }, (r) => {
+      out.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(out);
+    });
+    up.on("error", () => out.destroy());
+    inc.pipe(up);
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const port = (server.address() as { port: number }).port;
+  process.send!({ url: `http://127.0.0.1:${port}` });
+}
+
+async function runEdge() {
+  process.once("SIGINT", () => process.exit(0));
+  const { startNodeEdge } = await import("../functions/node.ts");
+  const { parseEdgeConfig } = await import("../functions/config.ts");
+  const { edgeConfigInput } = await import("../test/workers/fixtures.ts");
+  const config = parseEdgeConfig(edgeConfigInput({ defaultUrls: [a.origin!], extra: { rateLimit: { burst: 1_000_000_000, perSecond: 1_000_000_000 } } }));
+  const edge = await startNodeEdge({ config, dbUrl: `file:${a.db}`, adminToken: null, port: 0 });
+  process.on("message", (m: { cmd: string }) => {
+    if (m.cmd === "evict") {
+      edge.edge.state.params.evict();
+      edge.edge.state.keys.evict();
+      process.send!({ ok: true });
+    } else if (m.cmd === "cpu") {
+      process.send!({ cpu: process.cpuUsage() });
+    }
+  });
+  process.send!({ url: edge.url });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function start(args: string[], execArgv: string[] = []): Promise<{ child: ChildProcess; url: string }> {
+  return new Promise((resolve, reject) => {
+    const child = fork(SELF, args, { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [...process.execArgv, ...execArgv] });
+    child.once("message", (m: { url: string }) => resolve({ child, url: m.url }));
+    child.once("exit", (code) => reject(new Error(`child ${args.join(" ")} exited with ${code}`)));
+  });
+}
+
+function ask<T = unknown>(child: ChildProcess, msg: unknown): Promise<T> {
+  return new Promise((resolve) => {
+    child.once("message", (m) => resolve(m as T));
+    child.send(msg as object);
+  });
+}
+
+const cpuOf = async (child: ChildProcess) => {
+  const { cpu } = await ask<{ cpu: NodeJS.CpuUsage }>(child, { cmd: "cpu" });
+  return (cpu.user + cpu.system) / 1000;
+};
+
+const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+
+/** One POST; resolves when the whole body is in. Returns [ms, status, overhead header]. */
+function post(url: string, path: string, body: string, key: string | null): Promise<[number, number, number]> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(path, url);
+    const t0 = performance.now();
+    const headers: Record<string, string | number> = { "content-type": "application/json", "content-length": Buffer.byteLength(body) };
+    if (key) headers.authorization = `Bearer ${key}`;
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: "POST", agent, headers }, (res) => {
+      res.on("data", () => {});
+      res.on("end", () => resolve([performance.now() - t0, res.statusCode ?? 0, Number(res.headers["x-fairspec-overhead-ms"] ?? NaN)]));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+};
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+const summary = (xs: number[]) => ({ n: xs.length, p50: r3(pct(xs, 50)), p90: r3(pct(xs, 90)), p99: r3(pct(xs, 99)), mean: r3(xs.reduce((s, x) => s + x, 0) / xs.length) });
+
+async function latency(originUrl: string, proxyUrl: string, edgeUrl: string, key: string, n: number, beforeEdge?: () => Promise<void>) {
+  const body = JSON.stringify({ model: "fairspec", messages: [{ role: "user", content: "Hello there" }], temperature: 1 });
+  const direct: number[] = [];
+  const proxy: number[] = [];
+  const edge: number[] = [];
+  const overhead: number[] = [];
+  const diff: number[] = [];
+  const runEdge = async () => {
+    await beforeEdge?.();
+    const e = await post(edgeUrl, "/v1/chat/completions", body, key);
+    if (e[1] !== 200) throw new Error(`edge answered ${e[1]}`);
+    return e;
+  };
+  for (let i = 0; i < n; i++) {
+    // Rotate which path goes first, so drift and warm sockets favour none.
+    const order = [0, 1, 2].map((k) => (k + i) % 3);
+    let d = 0;
+    let e: [number, number, number] = [0, 0, 0];
+    for (const k of order) {
+      if (k === 0) [d] = await post(originUrl, "/v1/chat/completions", body, null);
+      else if (k === 1) proxy.push((await post(proxyUrl, "/v1/chat/completions", body, null))[0]);
+      else e = await runEdge();
+    }
+    direct.push(d);
+    edge.push(e[0]);
+    overhead.push(e[2]);
+    diff.push(e[0] - d);
+  }
+  return {
+    direct_ms: summary(direct),
+    bare_proxy_ms: summary(proxy),
+    edge_ms: summary(edge),
+    added_ms: {
+      p50: r3(pct(edge, 50) - pct(direct, 50)),
+      p99: r3(pct(edge, 99) - pct(direct, 99)),
+      paired_p50: r3(pct(diff, 50)),
+      paired_p99: r3(pct(diff, 99)),
+    },
+    bare_proxy_added_ms: { p50: r3(pct(proxy, 50) - pct(direct, 50)), p99: r3(pct(proxy, 99) - pct(direct, 99)) },
+    edge_overhead_header_ms: summary(overhead),
+  };
+}
+
+async function throughput(url: string, key: string | null, seconds: number, concurrency: number) {
+  const body = JSON.stringify({ model: "fairspec", messages: [{ role: "user", content: "Hello there" }], temperature: 1 });
+  const until = performance.now() + seconds * 1000;
+  let ok = 0;
+  let failed = 0;
+  const lat: number[] = [];
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < until) {
+        const [ms, status] = await post(url, "/v1/chat/completions", body, key).catch(() => [0, 0, 0] as [number, number, number]);
+        if (status === 200) {
+          ok++;
+          lat.push(ms);
+        } else failed++;
+      }
+    }),
+  );
+  return { requests_per_s: Math.round(ok / seconds), ok, failed, latency_ms: summary(lat) };
+}
+
+async function main() {
+  const n = Number(a.n);
+  const nMiss = Number(a.miss);
+  const seconds = Number(a.seconds);
+  const concurrency = Number(a.concurrency);
+  const { seedStore } = await import("../test/workers/fixtures.ts");
+  const dir = mkdtempSync(join(tmpdir(), "fairspec-bench-edge-"));
+  const children: ChildProcess[] = [];
+  try {
+    const origin = await start(["--role", "origin"]);
+    children.push(origin.child);
+    const db = join(dir, "edge.db");
+    const seeded = await seedStore(db, { base: [origin.url], balanced: [origin.url], vllm: [origin.url] });
+    const edge = await start(["--role", "edge", "--origin", origin.url, "--db", db], a.profile ? ["--cpu-prof", `--cpu-prof-dir=${a.profile}`] : []);
+    children.push(edge.child);
+    const proxy = await start(["--role", "proxy", "--origin", origin.url]);
+    children.push(proxy.child);
+    const key = seeded.keys.acme;
+    console.log(`origin ${origin.url}, edge ${edge.url}; load ${loadavg().map((x) => x.toFixed(2)).join(" ")} on ${cpus().length} cores`);
+
+    // Warm-up (JIT, keep-alive sockets, caches).
+    await latency(origin.url, proxy.url, edge.url, key, 300);
+    const warm = await latency(origin.url, proxy.url, edge.url, key, n);
+    const line = (what: string, l: typeof warm) =>
+      console.log(
+        `${what}: direct p50 ${l.direct_ms.p50} ms, edge p50 ${l.edge_ms.p50} ms → added p50 ${l.added_ms.p50} ms, p99 ${l.added_ms.p99} ms (a bare Node proxy adds p50 ${l.bare_proxy_added_ms.p50}, p99 ${l.bare_proxy_added_ms.p99})`,
+      );
+    line("warm cache", warm);
+    const miss = await latency(origin.url, proxy.url, edge.url, key, nMiss, () => ask<void>(edge.child, { cmd: "evict" }).then(() => undefined));
+    line("cache miss", miss);
+    const cpu0 = await cpuOf(edge.child);
+    const viaEdge = await throughput(edge.url, key, seconds, concurrency);
+    const edgeCpuMsPerRequest = r3(((await cpuOf(edge.child)) - cpu0) / Math.max(1, viaEdge.ok));
+    console.log(`through the edge: ${viaEdge.requests_per_s} req/s (${viaEdge.failed} failed) at concurrency ${concurrency}; edge process CPU ${edgeCpuMsPerRequest} ms per request`);
+    const bare = await throughput(proxy.url, null, seconds, concurrency);
+    console.log(`through a bare Node proxy: ${bare.requests_per_s} req/s`);
+    const direct = await throughput(origin.url, null, seconds, concurrency);
+    console.log(`straight to the origin: ${direct.requests_per_s} req/s`);
+
+    const report = {
+      bench: "edge",
+      when: new Date().toISOString(),
+      machine: { cpus: cpus().length, model: cpus()[0]?.model ?? null, loadavg_at_start: loadavg(), node: process.version },
+      setup: {
+        origin: "trivial (fixed JSON, test/workers/fixtures.ts), own process",
+        edge: "functions/node.ts (@hono/node-server, @libsql/client file: database), own process",
+        bare_proxy: "node:http server piping to node:http client (no logic), own process",
+        client: "node:http keep-alive, this process",
+        request: "POST /v1/chat/completions, non-stream, one user message",
+      },
+      warm_cache: warm,
+      cache_miss: { ...miss, note: "key and params caches emptied before each edge request: key lookup + params read from the local libSQL file on the request path" },
+      throughput: {
+        concurrency,
+        seconds,
+        edge: { ...viaEdge, edge_process_cpu_ms_per_request: edgeCpuMsPerRequest, single_core_ceiling_requests_per_s: Math.round(1000 / edgeCpuMsPerRequest) },
+        bare_proxy: bare,
+        direct,
+      },
+      goals: { added_p50_ms_max: 0.5, added_p99_ms_max: 2, requests_per_s_min: 5000 },
+    };
+    if (a.out) {
+      writeFileSync(a.out, JSON.stringify(report, null, 2));
+      console.log(`wrote ${a.out}`);
+    } else console.log(JSON.stringify(report, null, 2));
+  } finally {
+    // SIGINT lets a profiled child write its profile on the way out.
+    for (const c of children) c.kill("SIGINT");
+    agent.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (a.role === "origin") await runOrigin();
+else if (a.role === "proxy") await runProxy();
+else if (a.role === "edge") await runEdge();
+else await main();

@@ -1,0 +1,580 @@
+/**
+ * The fairspec edge gateway as one Hono app. It knows nothing of the runtime: the database, the
+ * task classifier, the clock, `fetch` and the config are injected; functions/worker.ts (Workers)
+ * and functions/node.ts (Node) are thin entries around it.
+ *
+ * Per inference request: authenticate (API key → sha256 → cached lookup), rate-limit (token bucket
+ * per key), read and check the body, detect the task (hint > classifier > tenant default), pick
+ * the tenant policy's fitted parameters for (task, nearest target temperature) from the active
+ * calibration run (cached, stale-while-revalidate), dispatch to the pool's origins (retries only
+ * before the first byte), and relay the origin's bytes while reading the speculative counts for
+ * telemetry, which is written in batches after the response.
+ *
+ *   POST /v1/chat/completions, POST /v1/completions   OpenAI wire format, stream and non-stream
+ *   GET  /v1/models, GET /healthz
+ *   GET  /v1/fairspec/policy                          the caller's own policy
+ *   GET  /v1/fairspec/tenants/:id/policy              own: 200; another tenant's: 403
+ *   GET|PUT /admin/tenants/:id/policy, GET /admin/runs, GET /admin/runs/active   (ADMIN_TOKEN)
+ */
+import { Hono, type Context } from "hono";
+import { z } from "zod";
+import type { Policy } from "../core/fit.ts";
+import { requestBodyFor } from "../origin/pools.ts";
+import { API_KEY_PATTERN, bearerToken, constantTimeEqual, sha256Hex } from "./auth.ts";
+import { CacheMissError, SwrCache, type Background } from "./cache.ts";
+import { policySchema, type EdgeConfig } from "./config.ts";
+import type { EdgeDb, KeyRecord, ParamsSnapshot } from "./db.ts";
+import {
+  badGateway,
+  badRequest,
+  EdgeError,
+  errorBody,
+  errorResponse,
+  forbidden,
+  notFound,
+  rateLimited,
+  tooLarge,
+  unauthorized,
+  unavailable,
+} from "./errors.ts";
+import { choosePolicy, indexSnapshot, lookupParams, type ParamsIndex } from "./params.ts";
+import { RateLimiter } from "./ratelimit.ts";
+import { ClientGoneError, dispatch, planAttempts, resolvePool, type RoutePool } from "./routing.ts";
+import { countsOf, relayBody, type RelayOutcome, type SpecCounts } from "./stream.ts";
+import { latestUserText, TASK_ID, withTimeout, type TaskClassifier, type TaskSource } from "./task.ts";
+import { TelemetryBuffer } from "./telemetry.ts";
+
+export interface Clock {
+  /** Milliseconds, monotonic where the runtime allows (durations, TTLs). */
+  now(): number;
+  /** Wall time as ISO-8601 UTC (rows written to libSQL). */
+  iso(): string;
+}
+
+export const systemClock: Clock = { now: () => performance.now(), iso: () => new Date().toISOString() };
+
+export interface EdgeDeps {
+  config: EdgeConfig;
+  db: EdgeDb;
+  /** Bearer token of the admin routes; unset: the admin API answers 401 to everyone. */
+  adminToken?: string | null;
+  /** Sent to origins as `Authorization: Bearer …` (vLLM's --api-key); the tenant's key never is. */
+  originToken?: string | null;
+  classifier?: TaskClassifier | null;
+  fetch?: typeof fetch;
+  clock?: Clock;
+  random?: () => number;
+  /** sha256 hex of an API key; default WebCrypto (Node's entry passes node:crypto's, synchronous). */
+  sha256?: (text: string) => string | Promise<string>;
+  /** Structured events (outages, classifier failures); default: none. */
+  log?: (event: string, fields: Record<string, unknown>) => void;
+}
+
+export interface EdgeApp {
+  app: Hono;
+  /** In-isolate state, for health, tests and benches. */
+  state: {
+    params: SwrCache<"active", ParamsIndex | null>;
+    keys: SwrCache<string, KeyRecord | null>;
+    telemetry: TelemetryBuffer;
+  };
+}
+
+type Kind = "chat" | "completion";
+
+const looseStreamOptions = z.looseObject({ include_usage: z.boolean().nullable().optional() }).nullable().optional();
+const common = {
+  model: z.string({ error: "must be a string" }).min(1),
+  stream: z.boolean().nullable().optional(),
+  stream_options: looseStreamOptions,
+  temperature: z.number().min(0).max(2).nullable().optional(),
+  fairspec: z
+    .strictObject({ task: z.string().regex(TASK_ID, { error: "must be a task id like 'en' or 'code-py'" }).optional() })
+    .nullable()
+    .optional(),
+};
+const part = z.looseObject({ type: z.string(), text: z.string().optional() });
+const chatSchema = z.looseObject({
+  ...common,
+  messages: z
+    .array(
+      z.looseObject({
+        role: z.string(),
+        content: z.union([z.string(), z.array(part)], { error: "must be a string or an array of content parts" }).nullable().optional(),
+      }),
+    )
+    .min(1),
+});
+const tokens = z.array(z.number().int().min(0));
+const completionSchema = z.looseObject({
+  ...common,
+  prompt: z.union([z.string(), z.array(z.string()), tokens, z.array(tokens)], { error: "must be a string, an array of strings, or token ids" }),
+});
+
+function paramOf(path: readonly PropertyKey[]): string | null {
+  let s = "";
+  for (const p of path) s += typeof p === "number" ? `[${p}]` : s ? `.${String(p)}` : String(p);
+  return s || null;
+}
+
+function validationFailure(error: z.ZodError): EdgeError {
+  const i = error.issues[0]!;
+  const path: PropertyKey[] = [...i.path];
+  if (i.code === "unrecognized_keys" && i.keys[0] !== undefined) path.push(i.keys[0]);
+  const param = paramOf(path);
+  return badRequest(param ? `${param}: ${i.message}` : i.message, param, "invalid_value");
+}
+
+/** The body as text, refusing more than `max` bytes (413) whatever Content-Length claims. */
+async function readBody(req: Request, max: number): Promise<string> {
+  const declared = req.headers.get("content-length");
+  if (declared !== null) {
+    const n = Number(declared);
+    if (n > max) throw tooLarge(max);
+    // HTTP framing holds the body to its Content-Length, so reading it whole is bounded — and on
+    // Node it takes @hono/node-server's fast path (no web Request is built).
+    if (Number.isInteger(n)) return req.text();
+  }
+  if (!req.body) return "";
+  const reader = req.body.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const r = await reader.read();
+    if (r.done) break;
+    total += r.value.length;
+    if (total > max) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(max);
+    }
+    parts.push(r.value);
+  }
+  if (parts.length === 1) return new TextDecoder().decode(parts[0]);
+  const all = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/** Largest non-stream body read whole (larger ones are relayed chunk by chunk). */
+const MAX_WHOLE_BODY = 8 << 20;
+
+/** A body, whole: at most `max` bytes, and no gap over `idleMs` between chunks. */
+async function readWhole(body: ReadableStream<Uint8Array>, max: number, idleMs: number): Promise<Uint8Array<ArrayBuffer>> {
+  const reader = body.getReader();
+  const parts: Uint8Array<ArrayBuffer>[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const r = (await withTimeout(reader.read(), idleMs, "the origin's response body")) as ReadableStreamReadResult<Uint8Array<ArrayBuffer>>;
+      if (r.done) break;
+      total += r.value.length;
+      if (total > max) throw new Error(`the response body exceeds ${max} bytes`);
+      parts.push(r.value);
+    }
+  } catch (e) {
+    reader.cancel(e).catch(() => {});
+    throw e;
+  }
+  if (parts.length === 1) return parts[0]!;
+  const all = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return all;
+}
+
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "proxy-connection", "upgrade", "te", "trailer"]);
+
+const ms3 = (x: number) => (Math.round(x * 1000) / 1000).toString();
+
+export function createEdgeApp(deps: EdgeDeps): EdgeApp {
+  const { config, db } = deps;
+  const clock = deps.clock ?? systemClock;
+  const now = () => clock.now();
+  const doFetch = deps.fetch ?? ((input, init) => fetch(input, init));
+  const random = deps.random ?? Math.random;
+  const log = deps.log ?? (() => {});
+  const adminToken = deps.adminToken || null;
+  const cacheCfg = config.cache;
+
+  const params = new SwrCache<"active", ParamsIndex | null>(now, { ttlMs: cacheCfg.paramsTtlMs, timeoutMs: cacheCfg.dbTimeoutMs, retryMs: cacheCfg.retryMs });
+  const keys = new SwrCache<string, KeyRecord | null>(now, {
+    ttlMs: (v) => (v ? cacheCfg.keyTtlMs : cacheCfg.negativeKeyTtlMs),
+    timeoutMs: cacheCfg.dbTimeoutMs,
+    retryMs: cacheCfg.retryMs,
+    maxEntries: cacheCfg.maxKeys,
+  });
+  const telemetry = new TelemetryBuffer((rows) => db.insertTelemetry(rows), config.telemetry.maxBuffered, config.telemetry.batchRows);
+  const limiter = new RateLimiter(now, config.rateLimit.burst, config.rateLimit.perSecond, cacheCfg.maxKeys);
+
+  const defaultPool = resolvePool(config.defaultPool, null, config)!;
+  const fallbackPoolFor = (index: ParamsIndex | null): RoutePool | null => (config.fallbackPool ? resolvePool(config.fallbackPool, index, config) : null);
+
+  const background = (c: Context): Background => {
+    let ctx: { waitUntil(p: Promise<unknown>): void } | undefined;
+    try {
+      ctx = c.executionCtx;
+    } catch {
+      ctx = undefined;
+    }
+    return (p) => {
+      if (ctx) ctx.waitUntil(p);
+      else void p.catch(() => {});
+    };
+  };
+
+  const loadParams = async (): Promise<ParamsIndex | null> => {
+    const snap: ParamsSnapshot | null = await db.loadSnapshot();
+    return snap ? indexSnapshot(snap) : null;
+  };
+
+  /** The active run's index, or null (nothing ever loaded and the DB is unreachable, or no run active). Never throws. */
+  const currentParams = async (bg: Background): Promise<{ index: ParamsIndex | null; state: string }> => {
+    try {
+      const r = await params.get("active", loadParams, bg);
+      return { index: r.value, state: r.state };
+    } catch (e) {
+      log("params_unavailable", { error: (e as Error).message });
+      return { index: null, state: "unavailable" };
+    }
+  };
+
+  const hashKey = deps.sha256 ?? sha256Hex;
+  const lookupKey = async (token: string, bg: Background): Promise<KeyRecord | null> => {
+    const hash = await hashKey(token);
+    let rec: KeyRecord | null;
+    try {
+      rec = (await keys.get(hash, () => db.findKey(hash), bg)).value;
+    } catch (e) {
+      if (!(e instanceof CacheMissError)) throw e;
+      log("auth_unavailable", { error: e.message });
+      // Fail closed: a key this isolate has never seen cannot be verified while libSQL is down.
+      throw unavailable("This API key cannot be verified right now (the key store is unreachable and this key was not seen recently); retry shortly.", "auth_unavailable", 1);
+    }
+    if (!rec || rec.revoked || !constantTimeEqual(rec.keyHash, hash)) return null;
+    return rec;
+  };
+
+  const authenticate = async (c: Context, bg: Background): Promise<KeyRecord> => {
+    const token = bearerToken(c.req.header("authorization"));
+    if (!token) throw unauthorized("Missing API key: send it as 'Authorization: Bearer <key>'.", "missing_api_key");
+    if (!API_KEY_PATTERN.test(token)) throw unauthorized("Invalid API key.");
+    const rec = await lookupKey(token, bg);
+    if (!rec) throw unauthorized("Invalid API key.");
+    return rec;
+  };
+
+  const authenticateAdmin = async (c: Context, bg: Background): Promise<void> => {
+    const token = bearerToken(c.req.header("authorization"));
+    if (token && adminToken && constantTimeEqual(token, adminToken)) return;
+    // A valid tenant key is authenticated but not allowed here.
+    if (token && API_KEY_PATTERN.test(token)) {
+      const rec = await lookupKey(token, bg).catch(() => null);
+      if (rec) throw forbidden("Tenant API keys cannot use the admin API.", "admin_only");
+    }
+    throw unauthorized(adminToken ? "Invalid admin token." : "The admin API is disabled (no ADMIN_TOKEN is set).", "invalid_admin_token");
+  };
+
+  const adminDb = async <T>(what: string, p: Promise<T>): Promise<T> => {
+    try {
+      return await withTimeout(p, cacheCfg.dbTimeoutMs * 2, what);
+    } catch (e) {
+      log("admin_db_error", { what, error: (e as Error).message });
+      throw unavailable(`The calibration store is unreachable (${what}); retry shortly.`, "db_unavailable", 1);
+    }
+  };
+
+  const app = new Hono();
+
+  app.onError((e, c) => {
+    if (e instanceof EdgeError) return errorResponse(e.status, e.body, e.headers);
+    if (e instanceof ClientGoneError) return new Response(null, { status: 499 });
+    log("internal_error", { error: e.message, path: c.req.path });
+    return errorResponse(500, errorBody(`internal error: ${e.message}`, "server_error", null, "internal_error"));
+  });
+  app.notFound((c) => errorResponse(404, errorBody(`No route ${c.req.method} ${c.req.path}.`, "not_found_error", null, "not_found")));
+
+  app.get("/healthz", (c) => {
+    const p = params.peek("active");
+    return c.json({
+      status: "ok",
+      params_version: p?.value?.runId ?? null,
+      params_age_ms: p ? Math.round(p.ageMs) : null,
+      params_fresh: p?.fresh ?? false,
+      params_error: params.lastError("active"),
+      telemetry_buffered: telemetry.buffered,
+    });
+  });
+
+  app.get("/v1/models", async (c) => {
+    await authenticate(c, background(c));
+    return c.json({ object: "list", data: [{ id: config.model, object: "model", created: 0, owned_by: "fairspec" }] });
+  });
+
+  const policyView = async (rec: KeyRecord, bg: Background) => {
+    const { index } = await currentParams(bg);
+    const chosen = index ? choosePolicy(index, rec.policy, config.defaultPolicy) : null;
+    return {
+      object: "fairspec.policy",
+      tenant_id: rec.tenantId,
+      policy: rec.policy,
+      default_policy: config.defaultPolicy,
+      effective_policy_id: chosen?.id ?? null,
+      effective_policy_source: chosen?.source ?? null,
+      params_version: index?.runId ?? null,
+    };
+  };
+
+  app.get("/v1/fairspec/policy", async (c) => {
+    const bg = background(c);
+    const rec = await authenticate(c, bg);
+    return c.json(await policyView(rec, bg));
+  });
+  app.get("/v1/fairspec/tenants/:tenant/policy", async (c) => {
+    const bg = background(c);
+    const rec = await authenticate(c, bg);
+    if (c.req.param("tenant") !== rec.tenantId) throw forbidden("This API key cannot read another tenant's policy.", "other_tenant");
+    return c.json(await policyView(rec, bg));
+  });
+  const tenantWrite = async (c: Context) => {
+    await authenticate(c, background(c));
+    throw forbidden("Tenant API keys cannot change policies; an admin sets them (PUT /admin/tenants/:id/policy).", "admin_only");
+  };
+  app.on(["PUT", "POST", "PATCH", "DELETE"], "/v1/fairspec/policy", tenantWrite);
+  app.on(["PUT", "POST", "PATCH", "DELETE"], "/v1/fairspec/tenants/:tenant/policy", tenantWrite);
+
+  // ---- admin ----
+
+  app.get("/admin/tenants/:tenant/policy", async (c) => {
+    await authenticateAdmin(c, background(c));
+    const id = c.req.param("tenant");
+    const r = await adminDb("reading the policy", db.getTenantPolicy(id));
+    if (!r) throw notFound(`No tenant '${id}'.`, "tenant_not_found", "tenant");
+    return c.json({ object: "fairspec.policy", tenant_id: r.tenantId, policy: r.policy, updated_at: r.updatedAt });
+  });
+
+  app.put("/admin/tenants/:tenant/policy", async (c) => {
+    await authenticateAdmin(c, background(c));
+    const id = c.req.param("tenant");
+    let json: unknown;
+    try {
+      json = JSON.parse(await readBody(c.req.raw, 64 * 1024));
+    } catch (e) {
+      if (e instanceof EdgeError) throw e;
+      throw badRequest("The request body is not valid JSON.", null, "invalid_json");
+    }
+    const candidate = json && typeof json === "object" && "policy" in json ? (json as { policy: unknown }).policy : json;
+    const parsed = policySchema.safeParse(candidate);
+    if (!parsed.success) {
+      const f = validationFailure(parsed.error);
+      const p = f.body.error.param;
+      throw badRequest(`invalid policy: ${f.body.error.message} — e.g. {"kind": "maxmin"} or {"kind": "floor", "ratio": 0.7}`, p ? `policy.${p}` : "policy");
+    }
+    const policy = parsed.data as Policy;
+    const updatedAt = clock.iso();
+    const ok = await adminDb("writing the policy", db.setTenantPolicy(id, policy, updatedAt));
+    if (!ok) throw notFound(`No tenant '${id}'.`, "tenant_not_found", "tenant");
+    // This isolate sees it at once; others within keyTtlMs (their cached keys carry the policy).
+    keys.evict((_, v) => v?.tenantId === id);
+    return c.json({ object: "fairspec.policy", tenant_id: id, policy, updated_at: updatedAt });
+  });
+
+  app.get("/admin/runs", async (c) => {
+    await authenticateAdmin(c, background(c));
+    const runs = await adminDb("listing runs", db.listRuns());
+    return c.json({ object: "list", data: runs });
+  });
+
+  app.get("/admin/runs/active", async (c) => {
+    await authenticateAdmin(c, background(c));
+    const run = await adminDb("reading the active run", db.activeRun());
+    if (!run) throw notFound("No calibration run is active.", "no_active_run");
+    return c.json(run);
+  });
+
+  // ---- inference ----
+
+  const handle = async (c: Context, kind: Kind, path: string): Promise<Response> => {
+    const t0 = now();
+    const bg = background(c);
+    // Start the params read now: it overlaps authentication (and is cached almost always).
+    const paramsP = currentParams(bg);
+
+    const rec = await authenticate(c, bg);
+    const tAuth = now();
+    const wait = limiter.take(rec.keyId);
+    if (wait > 0) throw rateLimited(wait, `Rate limit reached for this API key (${config.rateLimit.perSecond}/s, burst ${config.rateLimit.burst}); retry after ${wait} s.`);
+
+    const text = await readBody(c.req.raw, config.maxBodyBytes);
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      throw badRequest("The request body is not valid JSON.", null, "invalid_json");
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) throw badRequest("The request body must be a JSON object.", null, "invalid_json");
+    const checked = (kind === "chat" ? chatSchema : completionSchema).safeParse(body);
+    if (!checked.success) throw validationFailure(checked.error);
+    const req = checked.data;
+    if (req.model !== config.model) throw notFound(`The model '${req.model}' does not exist; this gateway serves '${config.model}'.`, "model_not_found", "model");
+    const stream = req.stream === true;
+    const includeUsage = stream && req.stream_options?.include_usage === true;
+    const temperature = req.temperature ?? 1;
+
+    // Task: hint > classifier > tenant default.
+    let task = rec.defaultTask;
+    let source: TaskSource = "default";
+    const hint = c.req.header("x-fairspec-task");
+    if (hint !== undefined) {
+      if (!TASK_ID.test(hint)) throw badRequest("x-fairspec-task: must be a task id like 'en' or 'code-py'.", "x-fairspec-task");
+      task = hint;
+      source = "header";
+    } else if (req.fairspec?.task) {
+      task = req.fairspec.task;
+      source = "body";
+    } else if (deps.classifier) {
+      const input = latestUserText(body).slice(0, config.classifier.maxChars);
+      if (input.trim()) {
+        try {
+          const r = await withTimeout(deps.classifier.classify(input), config.classifier.timeoutMs, "task classification");
+          if (r.confidence >= config.classifier.minConfidence && TASK_ID.test(r.task)) {
+            task = r.task;
+            source = "classifier";
+          }
+        } catch (e) {
+          log("classifier_error", { error: (e as Error).message });
+        }
+      }
+    }
+    const tTask = now();
+
+    // Params → pool.
+    const { index } = await paramsP;
+    let pool = defaultPool;
+    let wanted = {};
+    let policyId: string | null = null;
+    if (index) {
+      const chosen = choosePolicy(index, rec.policy, config.defaultPolicy);
+      policyId = chosen?.id ?? null;
+      const p = chosen ? (lookupParams(index, chosen.id, task, temperature) ?? lookupParams(index, chosen.id, rec.defaultTask, temperature)) : undefined;
+      const resolved = p ? resolvePool(p.poolId, index, config) : null;
+      if (p && resolved) {
+        pool = resolved;
+        wanted = { drafter: p.drafter, gamma: p.gamma, proposal_temperature: p.proposalTemperature };
+      }
+    }
+    const version = index?.runId ?? "default";
+    const tParams = now();
+
+    // What the origin gets: no `fairspec` field; a usage chunk on every stream (for telemetry).
+    const { fairspec: _hint, ...forward } = body;
+    const stripUsage = stream && !includeUsage && config.telemetry.streamUsage;
+    if (stripUsage) forward.stream_options = { ...(req.stream_options ?? {}), include_usage: true };
+    const headers: Record<string, string> = {
+      "content-type": "application/json",
+      accept: stream ? "text/event-stream" : "application/json",
+      "x-fairspec-tenant": rec.tenantId,
+      "x-fairspec-task": task,
+    };
+    if (deps.originToken) headers.authorization = `Bearer ${deps.originToken}`;
+
+    const attempts = planAttempts(pool, wanted, fallbackPoolFor(index), config.maxAttempts, random);
+    const tDispatch = now();
+    const d = await dispatch(attempts, {
+      fetch: doFetch,
+      path,
+      body: (a) => JSON.stringify(requestBodyFor(a.pool, forward, a.wanted)),
+      headers,
+      clientSignal: c.req.raw.signal,
+      headersTimeoutMs: stream ? config.timeouts.firstByteMs : config.timeouts.nonStreamMs,
+      now,
+    });
+    const up = d.response;
+    const overhead = tDispatch - t0;
+
+    // A plain record (cheaper than Headers on both runtimes); origins send no repeated headers.
+    const out: Record<string, string> = {};
+    up.headers.forEach((v, k) => {
+      if (!HOP_BY_HOP.has(k)) out[k] = v;
+    });
+    out["x-fairspec-task"] = task;
+    out["x-fairspec-task-source"] = source;
+    out["x-fairspec-pool"] = d.attempt.pool.id;
+    out["x-fairspec-params-version"] = version;
+    if (policyId) out["x-fairspec-policy"] = policyId;
+    out["x-fairspec-overhead-ms"] = ms3(overhead);
+    out["server-timing"] = [
+      `edge;dur=${ms3(overhead)};desc="gateway before dispatch"`,
+      `auth;dur=${ms3(tAuth - t0)}`,
+      `task;dur=${ms3(tTask - tAuth)};desc="${source}"`,
+      `params;dur=${ms3(tParams - tTask)}`,
+      `origin;dur=${ms3(d.ttfbMs)};desc="to headers, ${d.log.length} attempt${d.log.length > 1 ? "s" : ""}"`,
+    ].join(", ");
+
+    if (!up.body) return new Response(null, { status: up.status, headers: out });
+    const ok = up.status >= 200 && up.status < 300;
+    const ctype = up.headers.get("content-type") ?? "";
+    const declared = Number(up.headers.get("content-length") ?? NaN);
+    const mode = ctype.includes("text/event-stream") ? "sse" : ok && ctype.includes("json") ? "json" : "raw";
+    const record = (counts: SpecCounts | null) => {
+      telemetry.add({
+        tenantId: rec.tenantId,
+        task,
+        poolId: d.attempt.pool.id,
+        drafted: counts?.drafted ?? 0,
+        accepted: counts?.accepted ?? 0,
+        completionTokens: counts?.completionTokens ?? 0,
+        latencyMs: now() - t0,
+        createdAt: clock.iso(),
+      });
+      // Telemetry after the response, never on its path: one write per window.
+      bg(telemetry.schedule(config.telemetry.flushDelayMs));
+    };
+
+    if (mode === "json" && !(declared > MAX_WHOLE_BODY)) {
+      // A non-stream answer arrives in one burst once generation is done: read it whole (bounded),
+      // forward the same bytes. A body that breaks off becomes a clean 502 rather than truncated JSON.
+      let bytes: Uint8Array<ArrayBuffer>;
+      try {
+        bytes = await readWhole(up.body, MAX_WHOLE_BODY, config.timeouts.idleMs);
+      } catch (e) {
+        d.abort(e);
+        throw badGateway(`The origin failed while sending its response (${d.attempt.pool.id} ${d.attempt.url}): ${(e as Error).message}.`, "origin_body_error");
+      }
+      let counts: SpecCounts | null = null;
+      try {
+        counts = countsOf(JSON.parse(new TextDecoder().decode(bytes)));
+      } catch {
+        // Not JSON after all: forwarded as is, without counts.
+      }
+      record(counts);
+      return new Response(bytes, { status: up.status, headers: out });
+    }
+    let finished!: (v: { outcome: RelayOutcome; counts: SpecCounts | null }) => void;
+    const done = new Promise<{ outcome: RelayOutcome; counts: SpecCounts | null }>((r) => (finished = r));
+    const relayed = relayBody(up.body, {
+      mode,
+      stripUsage: stripUsage && mode === "sse",
+      idleMs: config.timeouts.idleMs,
+      abort: d.abort,
+      onEnd: (outcome, counts) => finished({ outcome, counts }),
+    });
+    bg(
+      done.then(({ outcome, counts }) => {
+        if (outcome === "done" && ok) record(counts);
+      }),
+    );
+    return new Response(relayed, { status: up.status, headers: out });
+  };
+
+  app.post("/v1/chat/completions", (c) => handle(c, "chat", "/v1/chat/completions"));
+  app.post("/v1/completions", (c) => handle(c, "completion", "/v1/completions"));
+
+  return { app, state: { params, keys, telemetry } };
+}
