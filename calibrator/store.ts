@@ -155,7 +155,12 @@ export interface Store {
   getTenant(id: string): Promise<TenantRecord | null>;
   setTenantPolicy(tenantId: string, policy: Policy): Promise<void>;
   getTenantPolicy(tenantId: string): Promise<Policy | null>;
-  createApiKey(tenantId: string): Promise<{ id: string; key: string; prefix: string }>;
+  /**
+   * A new key for the tenant, returned raw exactly once (only its hash is stored). With `rawKey`
+   * (e.g. a demo key from the environment) that key is registered instead; registering the same
+   * key for the same tenant again is a no-op.
+   */
+  createApiKey(tenantId: string, rawKey?: string): Promise<{ id: string; key: string; prefix: string }>;
   listApiKeys(tenantId: string): Promise<ApiKeyInfo[]>;
   findTenantByKey(rawKey: string): Promise<AuthenticatedTenant | null>;
   revokeApiKey(id: string): Promise<void>;
@@ -694,12 +699,21 @@ function makeStore(db: LibSQLDatabase & { $client: Client }, client: Client): St
       return row?.policy ?? null;
     },
 
-    async createApiKey(tenantId) {
+    async createApiKey(tenantId, rawKey) {
       await requireTenant(tenantId);
-      const key = `fs_${randomChars(32, URL_SAFE)}`;
-      const id = `key_${randomChars(16, BASE32)}`;
+      if (rawKey !== undefined && !/^[\x21-\x7e]{16,200}$/.test(rawKey)) {
+        throw new StoreInputError("an API key must be 16–200 printable ASCII characters without spaces");
+      }
+      const key = rawKey ?? `fs_${randomChars(32, URL_SAFE)}`;
+      const keyHash = hashApiKey(key);
       const prefix = key.slice(0, 8);
-      await db.insert(apiKeys).values({ id, tenantId, keyHash: hashApiKey(key), prefix });
+      const existing = await db.select({ id: apiKeys.id, tenantId: apiKeys.tenantId }).from(apiKeys).where(eq(apiKeys.keyHash, keyHash)).get();
+      if (existing) {
+        if (existing.tenantId !== tenantId) throw new StoreInputError("that API key already belongs to another tenant — choose another key");
+        return { id: existing.id, key, prefix };
+      }
+      const id = `key_${randomChars(16, BASE32)}`;
+      await db.insert(apiKeys).values({ id, tenantId, keyHash, prefix });
       return { id, key, prefix };
     },
 

@@ -10,6 +10,7 @@ import type { OrtBackend } from "../engine/ort.ts";
 import { parse, UsageError } from "./args.ts";
 import { poolsCmd } from "./pools.ts";
 import { calibrateCmd } from "./calibrate.ts";
+import { startCmd } from "./start.ts";
 import { activateCmd, rollbackCmd, runsCmd } from "./runs.ts";
 import { serveOriginCmd } from "../origin/server.ts";
 
@@ -209,6 +210,7 @@ export const COMMANDS: Record<string, Command> = {
   generate: generateCmd,
   speedup: speedupCmd,
   demo: demoCmd,
+  start: startCmd,
   calibrate: calibrateCmd,
   runs: runsCmd,
   activate: activateCmd,

@@ -21,6 +21,7 @@ import { createEdgeApp, type EdgeApp, type EdgeDeps } from "./app.ts";
 import { parseEdgeConfig, type EdgeConfig } from "./config.ts";
 import { createEdgeDb } from "./db.ts";
 import { createNodeFetch } from "./node-fetch.ts";
+import { loadTaskClassifier } from "./classifier-node.ts";
 
 export const DEFAULT_CONFIG = fileURLToPath(new URL("./edge.config.json", import.meta.url));
 
@@ -51,8 +52,11 @@ export async function startNodeEdge(o: NodeEdgeOptions = {}): Promise<RunningEdg
   const authToken = o.dbToken ?? (process.env.FAIRSPEC_DB_TOKEN || undefined);
   const client = createClient(authToken ? { url, authToken } : { url });
   const nodeFetch = o.fetch ? null : createNodeFetch({ connectTimeoutMs: config.timeouts.connectMs });
+  // The committed ONNX task classifier, unless the caller injects one (or null for none).
+  const classifier = o.classifier !== undefined ? o.classifier : await loadTaskClassifier();
   const edge = createEdgeApp({
     ...o,
+    classifier,
     config,
     db: createEdgeDb(drizzle(client)),
     adminToken: o.adminToken !== undefined ? o.adminToken : process.env.ADMIN_TOKEN || null,
