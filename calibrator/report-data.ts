@@ -45,4 +45,6 @@ export interface ReportData {
   params: TaskParams[];
   mitigations: MitigationResult[];
   notes: string[];
+  /** The headline checks of a run (disparity, fit vs uncalibrated, s-CDF effect, prediction error). */
+  findings?: Record<string, unknown>;
 }

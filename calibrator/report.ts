@@ -793,6 +793,7 @@ function summary(data: ReportData, d: Derived) {
     ),
     fairness: spreadJson(d.baseSpread),
     mitigationSpread: Object.fromEntries(d.mitigations.map((m) => [m.name, spreadJson(m.speedup)])),
+    findings: data.findings ?? null,
   };
 }
 

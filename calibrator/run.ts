@@ -429,10 +429,34 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
     run.summary.fitted = Object.fromEntries(policies.map((p) => [p.id, spread(refParams(p.id).map(speedOf))]));
     const predErr = params.filter((p) => p.measuredSpeedup).map((p) => Math.abs(p.predictedSpeedup.estimate / p.measuredSpeedup!.estimate - 1));
     run.summary.predictionError = { max: Math.max(0, ...predErr), mean: predErr.length ? predErr.reduce((a, x) => a + x, 0) / predErr.length : null, validated: predErr.length };
+    // Headline findings at the reference temperature (measured speed-ups where validated).
+    const pct = (after: number, before: number) => (before === 0 ? null : (after - before) / before);
+    const uncalSpread = run.summary.uncalibrated as { speedup: ReturnType<typeof spread> };
+    const fittedSpreads = run.summary.fitted as Record<string, ReturnType<typeof spread>>;
+    const none = mitigations.find((m) => m.name === "none")!;
+    const scdf = mitigations.find((m) => m.name === "s-cdf");
+    const perTaskErr = tasks.map((t) => {
+      const ps = params.filter((p) => p.task === t && p.measuredSpeedup);
+      return { task: t, maxRelError: Math.max(0, ...ps.map((p) => Math.abs(p.predictedSpeedup.estimate / p.measuredSpeedup!.estimate - 1))) };
+    });
+    const findings = {
+      temperature: referenceT,
+      disparity: { uncalibratedPool: uPool.id, worst: uncalSpread.speedup.min, best: uncalSpread.speedup.max, worstToBest: uncalSpread.speedup.worstToBest },
+      fit: Object.fromEntries(
+        policies.map((p) => [p.id, { worst: fittedSpreads[p.id]!.min, mean: fittedSpreads[p.id]!.mean, worstRises: fittedSpreads[p.id]!.min > uncalSpread.speedup.min, meanDoesNotFall: fittedSpreads[p.id]!.mean >= uncalSpread.speedup.mean - 1e-9 }]),
+      ),
+      uncalibratedMean: uncalSpread.speedup.mean,
+      scdf: scdf
+        ? { uBefore: none.unfairnessU, uAfter: scdf.unfairnessU, uChange: pct(scdf.unfairnessU, none.unfairnessU), speedupVarianceBefore: none.speedup.variance, speedupVarianceAfter: scdf.speedup.variance, speedupVarianceChange: pct(scdf.speedup.variance, none.speedup.variance) }
+        : null,
+      prediction: { perTask: perTaskErr, tasksWithin10pct: perTaskErr.filter((e) => e.maxRelError <= 0.1).length, tasks: tasks.length },
+    };
+    run.summary.findings = findings;
     const runId = await store.saveRun(run);
     for (const t of cfg.tenants) await store.ensureTenant({ id: t.id, name: t.name, defaultTask: t.defaultTask }, cfg.policies.find((p) => p.id === t.policy)!);
 
     const report: ReportData = {
+      findings,
       run: { id: runId, configHash: runHash, startedAt, finishedAt, hardware },
       tasks,
       drafters: allDrafters,
