@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--max-minutes", type=float, default=0, help="stop (with a checkpoint) after this long")
+    ap.add_argument("--stop-at", type=int, default=0, help="stop (with a checkpoint) at this step; the schedule still follows --steps")
     ap.add_argument("--procs", type=int, default=1, help="data-parallel worker processes")
     args = ap.parse_args()
     if args.procs > 1 and "RANK" not in os.environ:
@@ -120,7 +121,7 @@ def main():
         tokens += n
         for t in tasks:  # every rank draws with the same mix; count rank 0's draws × world
             task_tokens[t] += x.shape[1] * world
-        stop = args.max_minutes and (time.time() - t_start) / 60 > args.max_minutes
+        stop = bool(args.max_minutes and (time.time() - t_start) / 60 > args.max_minutes) or (args.stop_at and step >= args.stop_at)
         if world > 1:  # all ranks must agree to stop
             flag = torch.tensor([1.0 if stop else 0.0])
             dist.all_reduce(flag)
