@@ -801,3 +801,68 @@ function makeStore(db: LibSQLDatabase & { $client: Client }, client: Client): St
   };
   return store;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Telemetry reads (the edge writes the rows: functions/telemetry.ts). Raw SQL on the store's
+// client: one aggregate query, whatever the number of rows.
+
+/**
+ * Telemetry summed per (tenant, task, pool) over a window, with the per-request second moments a
+ * ratio estimator's variance needs (Σd², Σa², Σad over requests) — so the drift check reads one
+ * row per group instead of every request. Only requests that drafted something count.
+ */
+export interface TelemetryGroup {
+  tenantId: string;
+  task: string;
+  poolId: string;
+  /** Requests with drafted > 0. */
+  requests: number;
+  /** Σ drafted (num_draft_tokens) over those requests. */
+  drafted: number;
+  /** Σ accepted (num_accepted_draft_tokens). */
+  accepted: number;
+  draftedSq: number;
+  acceptedSq: number;
+  acceptedDrafted: number;
+  /** created_at of the first and last request in the window. */
+  first: string;
+  last: string;
+}
+
+/**
+ * The telemetry of `[since, until)` (ISO-8601 UTC text, as the edge writes `created_at`; either
+ * bound optional), summed per (tenant, task, pool), ordered by task, tenant, pool.
+ */
+export async function telemetryGroups(store: Store, window: { since?: string; until?: string } = {}): Promise<TelemetryGroup[]> {
+  const where = ["drafted > 0"];
+  const args: string[] = [];
+  if (window.since !== undefined) {
+    where.push("created_at >= ?");
+    args.push(window.since);
+  }
+  if (window.until !== undefined) {
+    where.push("created_at < ?");
+    args.push(window.until);
+  }
+  const rs = await store.db.$client.execute({
+    sql: `SELECT tenant_id, task, pool_id, count(*) AS requests, sum(drafted) AS drafted, sum(accepted) AS accepted,
+            sum(drafted * drafted) AS drafted_sq, sum(accepted * accepted) AS accepted_sq, sum(accepted * drafted) AS accepted_drafted,
+            min(created_at) AS first, max(created_at) AS last
+          FROM telemetry WHERE ${where.join(" AND ")}
+          GROUP BY task, tenant_id, pool_id ORDER BY task, tenant_id, pool_id`,
+    args,
+  });
+  return rs.rows.map((r) => ({
+    tenantId: String(r.tenant_id),
+    task: String(r.task),
+    poolId: String(r.pool_id),
+    requests: Number(r.requests),
+    drafted: Number(r.drafted),
+    accepted: Number(r.accepted),
+    draftedSq: Number(r.drafted_sq),
+    acceptedSq: Number(r.accepted_sq),
+    acceptedDrafted: Number(r.accepted_drafted),
+    first: String(r.first),
+    last: String(r.last),
+  }));
+}

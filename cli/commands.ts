@@ -11,6 +11,8 @@ import { parse, UsageError } from "./args.ts";
 import { poolsCmd } from "./pools.ts";
 import { calibrateCmd } from "./calibrate.ts";
 import { startCmd } from "./start.ts";
+import { driftCmd } from "./drift.ts";
+import { recalibrateCmd } from "./recalibrate.ts";
 import { activateCmd, rollbackCmd, runsCmd } from "./runs.ts";
 import { serveOriginCmd } from "../origin/server.ts";
 
@@ -212,6 +214,8 @@ export const COMMANDS: Record<string, Command> = {
   demo: demoCmd,
   start: startCmd,
   calibrate: calibrateCmd,
+  recalibrate: recalibrateCmd,
+  drift: driftCmd,
   runs: runsCmd,
   activate: activateCmd,
   rollback: rollbackCmd,

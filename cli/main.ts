@@ -27,7 +27,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     await cmd.run(rest);
-    return 0;
+    // Commands with documented exit codes (recalibrate, calibrate --activate) set process.exitCode.
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (e) {
     if (e instanceof UsageError || e instanceof RangeError) {
       console.error(`fairspec ${name}: ${e.message}`);
