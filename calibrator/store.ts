@@ -438,6 +438,9 @@ export async function openStore(url: string = env().FAIRSPEC_DB_URL, options: { 
   } catch (e) {
     throw new StoreInputError(`cannot open the calibration store at ${u.data}: ${(e as Error).message.split("\n")[0]} — check --db / FAIRSPEC_DB_URL`);
   }
+  // Local files are shared with other processes (the edge, `fairspec runs`): wait for a lock
+  // instead of failing at once with SQLITE_BUSY.
+  if (!remote) await client.execute("PRAGMA busy_timeout = 5000");
   const db = drizzle(client);
   try {
     await migrate(db, { migrationsFolder: MIGRATIONS_DIR });

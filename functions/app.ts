@@ -485,11 +485,19 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
     if (deps.originToken) headers.authorization = `Bearer ${deps.originToken}`;
 
     const attempts = planAttempts(pool, wanted, fallbackPoolFor(index), config.maxAttempts, random);
+    // Serialise every attempt's body before dispatching: a body that cannot be serialised (nested
+    // deeper than the stack allows) is the client's input error, never an origin failure.
+    const bodies = new Map<(typeof attempts)[number], string>();
+    try {
+      for (const a of attempts) bodies.set(a, JSON.stringify(requestBodyFor(a.pool, forward, a.wanted)));
+    } catch {
+      throw new EdgeError(400, errorBody("The request body is nested too deeply.", "invalid_request_error", null, "invalid_body"));
+    }
     const tDispatch = now();
     const d = await dispatch(attempts, {
       fetch: doFetch,
       path,
-      body: (a) => JSON.stringify(requestBodyFor(a.pool, forward, a.wanted)),
+      body: (a) => bodies.get(a)!,
       headers,
       clientSignal: c.req.raw.signal,
       headersTimeoutMs: stream ? config.timeouts.firstByteMs : config.timeouts.nonStreamMs,

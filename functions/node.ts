@@ -51,6 +51,7 @@ export async function startNodeEdge(o: NodeEdgeOptions = {}): Promise<RunningEdg
   const url = o.dbUrl ?? (process.env.FAIRSPEC_DB_URL || "file:./fairspec.db");
   const authToken = o.dbToken ?? (process.env.FAIRSPEC_DB_TOKEN || undefined);
   const client = createClient(authToken ? { url, authToken } : { url });
+  if (url.startsWith("file:")) await client.execute("PRAGMA busy_timeout = 5000"); // shared with the calibrator
   const nodeFetch = o.fetch ? null : createNodeFetch({ connectTimeoutMs: config.timeouts.connectMs });
   // The committed ONNX task classifier, unless the caller injects one (or null for none).
   const classifier = o.classifier !== undefined ? o.classifier : await loadTaskClassifier();

@@ -156,7 +156,9 @@ export async function dispatch(attempts: readonly Attempt[], o: DispatchOptions)
 }
 
 function failure(log: readonly AttemptLog[], last429: Response | null): EdgeError {
-  const summary = log.map((l) => `${l.pool} ${l.url}: ${l.status ?? l.error}`).join("; ");
+  // What the tenant sees names pools and outcomes only: origin URLs (hosts, ports, credentials)
+  // are deployment internals; the attempt log with URLs goes to the operator's log.
+  const summary = log.map((l) => `${l.pool}: ${l.status ?? l.outcome}`).join("; ");
   const n = log.length;
   if (last429) {
     const ra = Number(last429.headers.get("retry-after"));
