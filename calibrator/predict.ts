@@ -7,7 +7,7 @@
  */
 import type { Interval95 } from "../core/calibration.ts";
 import type { PoolSpec } from "../core/fit.ts";
-import { measuredVerifyCost, wallTimeFactor } from "../core/speedup.ts";
+import { measuredVerifyCost, requestSpeedup, wallTimeFactor, type RequestCosts } from "../core/speedup.ts";
 import type { Costs } from "./costs.ts";
 
 export interface AlphaCell {
@@ -33,9 +33,30 @@ export class SpeedupModel {
   private c: Map<string, number>;
   private alpha = new Map<string, Interval95>();
 
-  constructor(costs: Costs, cells: readonly AlphaCell[]) {
+  private request = new Map<string, RequestCosts>();
+
+  /**
+   * With loop costs and the request shape (prompt tokens per task, new tokens), predictions are
+   * whole-request speed-ups (prefill included) — what validation measures; else the paper's factor.
+   */
+  constructor(
+    costs: Costs,
+    cells: readonly AlphaCell[],
+    private shape?: { promptTokens: ReadonlyMap<string, number>; newTokens: number },
+  ) {
     this.verifyCost = measuredVerifyCost(costs.verifyCost);
     this.c = new Map(costs.drafters.map((d) => [d.id, d.c]));
+    if (costs.loop) {
+      const lv = measuredVerifyCost(costs.loop.verifyCost);
+      for (const d of costs.loop.drafters)
+        this.request.set(d.id, {
+          verifierStepMs: costs.loop.verifier_step_ms,
+          drafterStepMs: d.step_ms,
+          verifierPrefillMsPerToken: costs.loop.verifier_prefill_ms_per_token,
+          drafterPrefillMsPerToken: d.prefill_ms_per_token,
+          verifyCost: lv,
+        });
+    }
     for (const cell of cells) this.alpha.set(key(cell.task, cell.drafter, cell.targetTemperature, cell.proposalTemperature), cell.alpha);
   }
 
@@ -51,7 +72,13 @@ export class SpeedupModel {
     const c = this.c.get(pool.drafter);
     if (c === undefined) throw new Error(`no cost measured for drafter ${pool.drafter}`);
     const a = this.alphaOf(task, pool.drafter, T, pool.proposalTemperature ?? T);
-    const f = (x: number) => wallTimeFactor(Math.min(1, Math.max(0, x)), pool.gamma, c, this.verifyCost);
+    const rc = this.request.get(pool.drafter);
+    const P = this.shape?.promptTokens.get(task);
+    const clamp = (x: number) => Math.min(1, Math.max(0, x));
+    const f =
+      rc && this.shape && P !== undefined
+        ? (x: number) => requestSpeedup(clamp(x), pool.gamma, P, this.shape!.newTokens, rc)
+        : (x: number) => wallTimeFactor(clamp(x), pool.gamma, c, this.verifyCost);
     return { estimate: f(a.estimate), lo: f(a.lo), hi: f(a.hi) };
   }
 }

@@ -23,7 +23,7 @@ import { taskPrompts } from "../corpora/index.ts";
 import type { CausalLM } from "../engine/causal-lm.ts";
 import { loadOnnxCausalLM } from "../engine/onnx-lm.ts";
 import { configHash, type CalibrationConfig } from "./config.ts";
-import { measureCosts, type Costs } from "./costs.ts";
+import { measureCosts, measureLoopCosts, type Costs } from "./costs.ts";
 import { measurePrompt, sampleContinuations, summarizePrompts, type Continuation, type PromptStats } from "./measure.ts";
 import { candidatePools, SpeedupModel, type AlphaCell } from "./predict.ts";
 import { Progress } from "./progress.ts";
@@ -91,6 +91,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
     const costs: Costs = await cp("costs", async () => {
       const p = new Progress("cost model", 1, o.quiet);
       const c = await measureCosts(verifier, [...drafters.values()]);
+      c.loop = await measureLoopCosts(verifier, [...drafters.values()]);
       p.finish(`verifier step ${c.verifier_step_ms.toFixed(2)} ms, c = ${c.drafters.map((d) => `${d.id} ${d.c.toFixed(3)}`).join(", ")}`);
       return c;
     });
@@ -98,6 +99,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
     const costsByName: Costs = {
       ...costs,
       drafters: [...drafters.entries()].map(([name, lm]) => ({ ...costs.drafters.find((d) => d.id === lm.id)!, id: name })),
+      loop: costs.loop && { ...costs.loop, drafters: [...drafters.entries()].map(([name, lm]) => ({ ...costs.loop!.drafters.find((d) => d.id === lm.id)!, id: name })) },
     };
 
     // ---- 2. prompts ----
@@ -243,8 +245,18 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
         // Finetuned drafters keep their parent's architecture, hence its step cost.
         ...[...mitigationDrafters.values()].map((n) => ({ ...costsByName.drafters.find((d) => d.id === cfg.scdf.drafter)!, id: n })),
       ],
+      loop: costsByName.loop && {
+        ...costsByName.loop,
+        drafters: [
+          ...costsByName.loop.drafters,
+          ...[...mitigationDrafters.values()].map((n) => ({ ...costsByName.loop!.drafters.find((d) => d.id === cfg.scdf.drafter)!, id: n })),
+        ],
+      },
     };
-    const model = new SpeedupModel(costsAll, cells);
+    // Validation runs use the held-out prompts: predict for their length and new-token count.
+    const meanLen = (ps: number[][] | undefined) => (ps && ps.length ? ps.reduce((a, p) => a + p.length, 0) / ps.length : null);
+    const promptTokens = new Map(tasks.map((t) => [t, meanLen(heldout.get(t)) ?? meanLen(prompts.get(t)) ?? cfg.promptBytes]));
+    const model = new SpeedupModel(costsAll, cells, { promptTokens, newTokens: cfg.validation.newTokens });
 
     // ---- 6. fit per (policy, target temperature), then timed validation ----
     const servingDrafters = [...drafters.keys()];

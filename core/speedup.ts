@@ -86,3 +86,32 @@ export function measuredVerifyCost(points: ReadonlyArray<readonly [tokens: numbe
     return cb + ((cb - ca) / (nb - na)) * (n - nb);
   };
 }
+
+/** Costs of one whole request, measured inside the running engine (see calibrator/costs.ts). */
+export interface RequestCosts {
+  /** One verifier step (one token) in the decoding loop, ms. */
+  verifierStepMs: number;
+  /** One drafter step in the decoding loop, ms. */
+  drafterStepMs: number;
+  /** Prefill cost per prompt token, ms: the verifier's, and the drafter's on top of it. */
+  verifierPrefillMsPerToken: number;
+  drafterPrefillMsPerToken: number;
+  verifyCost: VerifyCost;
+}
+
+/**
+ * Predicted speed-up of a whole request (what the validation runs measure), not just of the
+ * decoding loop. Deviation from Leviathan et al., flagged: the paper's factor ignores the prompt
+ * prefill, which both decoders pay and speculation does not shorten (and the drafter adds its own
+ * prefill); for short completions it dilutes the speed-up noticeably.
+ *   T_base = P·pv + N·tv
+ *   T_spec = P·(pv + pd) + (N / E[tokens per call])·(γ·td + tv·v(γ+1))
+ */
+export function requestSpeedup(alpha: number, gamma: number, promptTokens: number, newTokens: number, c: RequestCosts): number {
+  check(alpha, gamma, 0);
+  if (gamma === 0) return 1;
+  const base = promptTokens * c.verifierPrefillMsPerToken + newTokens * c.verifierStepMs;
+  const calls = newTokens / expectedTokensPerCall(alpha, gamma);
+  const spec = promptTokens * (c.verifierPrefillMsPerToken + c.drafterPrefillMsPerToken) + calls * (gamma * c.drafterStepMs + c.verifierStepMs * c.verifyCost(gamma + 1));
+  return base / spec;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bestGamma, expectedTokensPerCall, measuredVerifyCost, operationsFactor, wallTimeFactor } from "../core/speedup.ts";
+import { bestGamma, expectedTokensPerCall, measuredVerifyCost, operationsFactor, requestSpeedup, wallTimeFactor } from "../core/speedup.ts";
 
 // Every expected value below is worked out by hand in the comment beside it.
 describe("analytic speed-up model", () => {
@@ -50,6 +50,17 @@ describe("analytic speed-up model", () => {
     expect(v(7)).toBeCloseTo(1.6, 12); // extrapolated: +0.1 per token
     // α = .8, γ = 4, c = .1 with v(5) = 1.4: 3.3616 / (0.4 + 1.4) = 1.867555…
     expect(wallTimeFactor(0.8, 4, 0.1, v)).toBeCloseTo(3.3616 / 1.8, 12);
+  });
+
+  it("whole-request speed-up counts the prefill both decoders pay", () => {
+    // α=.5, γ=2, P=100 prompt tokens, N=50 new; tv=2 ms, td=.1 ms, prefill .2 + .02 ms/token, v(3)=1.2
+    // base = 100·.2 + 50·2 = 120; tokens/call = 1.75 → 28.571 calls of 2·.1 + 2·1.2 = 2.6 ms
+    // spec = 100·.22 + 28.571·2.6 = 96.286 → S = 1.24629…
+    const c = { verifierStepMs: 2, drafterStepMs: 0.1, verifierPrefillMsPerToken: 0.2, drafterPrefillMsPerToken: 0.02, verifyCost: measuredVerifyCost([[1, 1], [3, 1.2]]) };
+    expect(requestSpeedup(0.5, 2, 100, 50, c)).toBeCloseTo(120 / (22 + (50 / 1.75) * 2.6), 12);
+    expect(requestSpeedup(0.9, 0, 100, 50, c)).toBe(1);
+    // no prompt: the loop-only factor with these costs
+    expect(requestSpeedup(0.5, 2, 0, 50, c)).toBeCloseTo((50 * 2) / ((50 / 1.75) * 2.6), 12);
   });
 
   it("rejects impossible inputs", () => {
