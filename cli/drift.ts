@@ -4,47 +4,11 @@
  * first, then the others with their numbers. Exit code 0 whether or not a task drifted
  * (`--json` has `drifted`); `npx fairspec recalibrate` acts on it.
  */
-import { existsSync } from "node:fs";
 import { DEFAULT_MIN_DRAFTED, DEFAULT_TOLERANCE, driftReport, NoActiveRunError, type DriftReport } from "../calibrator/drift.ts";
-import { env } from "../calibrator/env.ts";
-import { openStore, StoreInputError, type Store } from "../calibrator/store.ts";
 import { parse, UsageError } from "./args.ts";
 import type { Command } from "./commands.ts";
+import { withStore } from "./with-store.ts";
 
-/** The local path of a `file:` URL, or null for a remote one. */
-function filePath(url: string): string | null {
-  if (!url.startsWith("file:")) return null;
-  const rest = url.slice("file:".length).replace(/[?#].*$/, "");
-  return decodeURIComponent(rest.startsWith("///") ? rest.slice(2) : rest.startsWith("//localhost/") ? rest.slice("//localhost".length) : rest);
-}
-
-/**
- * Opens the store at `--db` / FAIRSPEC_DB_URL, runs `fn`, closes it; store input errors become
- * usage errors. `mustExist`: a local file that does not exist is an error (a mistyped --db must
- * not create an empty store).
- */
-export async function withStore<T>(db: string | undefined, fn: (s: Store) => Promise<T>, mustExist = true): Promise<T> {
-  const url = db ?? env().FAIRSPEC_DB_URL;
-  const path = filePath(url);
-  if (mustExist && path !== null && path !== ":memory:" && !existsSync(path)) {
-    throw new UsageError(`no calibration store at ${path} — run a calibration first, or point --db / FAIRSPEC_DB_URL at the store`);
-  }
-  let store: Store;
-  try {
-    store = await openStore(url);
-  } catch (e) {
-    if (e instanceof StoreInputError) throw new UsageError(e.message);
-    throw e;
-  }
-  try {
-    return await fn(store);
-  } catch (e) {
-    if (e instanceof StoreInputError || e instanceof NoActiveRunError) throw new UsageError(e.message);
-    throw e;
-  } finally {
-    store.close();
-  }
-}
 
 /** `--tolerance` (α units, ≥ 0) and `--min-drafted` (integer ≥ 0), defaults from calibrator/drift.ts. */
 export function driftFlags(v: { tolerance?: string; "min-drafted"?: string }): { tolerance: number; minDrafted: number } {

@@ -9,7 +9,8 @@ import { ConfigError, loadConfig } from "../calibrator/config.ts";
 import { DEFAULT_LEASE_TTL_MS, describeReason, EXIT, recalibrate } from "../calibrator/recalibrate.ts";
 import { parse, UsageError } from "./args.ts";
 import type { Command } from "./commands.ts";
-import { driftFlags, withStore } from "./drift.ts";
+import { driftFlags } from "./drift.ts";
+import { withStore } from "./with-store.ts";
 
 const FLAGS = "--config FILE [--db URL] [--out DIR] [--force] [--always] [--tolerance 0.05] [--min-drafted 500] [--lease-ttl SECONDS] [--quiet] [--json]";
 

@@ -2,46 +2,11 @@
  * `npx fairspec runs | activate RUN | rollback` — the calibration runs in the store and which one
  * the edge serves. The store is FAIRSPEC_DB_URL (default file:./fairspec.db) or `--db URL`.
  */
-import { existsSync } from "node:fs";
-import { openStore, StoreInputError, type RunListEntry, type Store } from "../calibrator/store.ts";
-import { env } from "../calibrator/env.ts";
+import type { RunListEntry } from "../calibrator/store.ts";
 import { parse, UsageError } from "./args.ts";
 import type { Command } from "./commands.ts";
+import { withStore } from "./with-store.ts";
 
-/** The local path of a `file:` URL, or null for a remote one. */
-function filePath(url: string): string | null {
-  if (!url.startsWith("file:")) return null;
-  const rest = url.slice("file:".length).replace(/[?#].*$/, "");
-  return decodeURIComponent(rest.startsWith("///") ? rest.slice(2) : rest.startsWith("//localhost/") ? rest.slice("//localhost".length) : rest);
-}
-
-/**
- * Opens the store, runs `fn`, closes it. A local file that does not exist is an error here (these
- * commands read an existing store; a mistyped --db must not create an empty one). Bad input to the
- * store becomes a usage error (one line, exit 2).
- */
-async function withStore<T>(db: string | undefined, fn: (s: Store) => Promise<T>): Promise<T> {
-  const url = db ?? env().FAIRSPEC_DB_URL;
-  const path = filePath(url);
-  if (path !== null && path !== ":memory:" && !existsSync(path)) {
-    throw new UsageError(`no calibration store at ${path} — run a calibration first, or point --db / FAIRSPEC_DB_URL at the store`);
-  }
-  let store: Store;
-  try {
-    store = await openStore(url);
-  } catch (e) {
-    if (e instanceof StoreInputError) throw new UsageError(e.message);
-    throw e;
-  }
-  try {
-    return await fn(store);
-  } catch (e) {
-    if (e instanceof StoreInputError) throw new UsageError(e.message);
-    throw e;
-  } finally {
-    store.close();
-  }
-}
 
 function tolerance(v: string | undefined, flag: string, example: string): number | undefined {
   if (v === undefined) return undefined;
