@@ -294,7 +294,11 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
 
   app.onError((e, c) => {
     if (e instanceof EdgeError) return errorResponse(e.status, e.body, e.headers);
-    if (e instanceof ClientGoneError) return new Response(null, { status: 499 });
+    // A client that went away (also mid-body, where the body read rejects with "aborted") is not
+    // a server fault: nobody gets the answer, and it is not logged as one.
+    if (e instanceof ClientGoneError || c.req.raw.signal.aborted || (e as { code?: string }).code === "ECONNRESET" || e.message === "aborted") {
+      return new Response(null, { status: 499 });
+    }
     log("internal_error", { error: e.message, path: c.req.path });
     return errorResponse(500, errorBody(`internal error: ${e.message}`, "server_error", null, "internal_error"));
   });

@@ -22,7 +22,6 @@ import { startNodeEdge, type RunningEdge } from "../functions/node.ts";
 import { runFuzz, statusTable, type FuzzStats } from "./reliability/fuzz.ts";
 import { startEdgeFixture, originTarget, ORIGIN_MODEL, type EdgeFixture } from "./reliability/fixtures.ts";
 import { CATEGORIES, generateCases } from "./reliability/hostile.ts";
-import { knownAbortedBodyLog } from "./reliability/known-bugs.ts";
 import { garbageCases, rawCases, runRawCases, sendRaw } from "./reliability/raw-http.ts";
 
 const EDGE_SEED = 20_261_204;
@@ -166,12 +165,11 @@ describe("edge Node entry: raw HTTP/1.1 bytes over a socket", () => {
     console.log(`raw HTTP: ${cases.length} cases; replies ${JSON.stringify(raw.replies)}`);
     expect(raw.problems).toEqual([]);
     expect(trap.seen).toEqual([]);
-    expect(logs.filter((l) => l.event === "internal_error" && !knownAbortedBodyLog(l))).toEqual([]);
-    console.log(`known bug: ${logs.filter(knownAbortedBodyLog).length} internal_error "aborted" logs from clients that left mid-body`);
+    expect(logs.filter((l) => l.event === "internal_error")).toEqual([]);
   });
 
-  // Known bug (reliability/known-bugs.ts knownAbortedBodyLog), pinned: once fixed this fails and the exemption goes.
-  it.fails("known bug: a client that leaves mid-body is logged as an internal error", async () => {
+  // Regression: a client leaving mid-body used to reach onError as an internal error.
+  it("a client that leaves mid-body is not logged as an internal error", async () => {
     const port = Number(new URL(node.url).port);
     const before = logs.length;
     await sendRaw(port, {

@@ -7,8 +7,7 @@
 /**
  * functions/app.ts `readBody` / `app.onError`: a client that goes away while sending its body
  * (fewer bytes than its Content-Length, then a reset or FIN) makes the body read reject with
- * "aborted", which reaches `onError` as an internal error: logged as `internal_error` and answered
- * 500 (to nobody). It should be a client-gone (499, no internal_error), as `dispatch` already does
- * for a client leaving before the origin's headers.
+ * "aborted", which reached `onError` as an internal error. Fixed (499, not logged); the soak keeps
+ * counting such logs apart so a regression shows in its report.
  */
 export const knownAbortedBodyLog = (l: { event: string; fields: Record<string, unknown> }): boolean => l.event === "internal_error" && l.fields.error === "aborted";
