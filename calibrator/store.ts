@@ -434,13 +434,14 @@ export async function openStore(url: string = env().FAIRSPEC_DB_URL, options: { 
   const authToken = options.authToken ?? (remote ? env().FAIRSPEC_DB_AUTH_TOKEN : undefined);
   let client: Client;
   try {
-    client = createClient(authToken ? { url: u.data, authToken } : { url: u.data });
+    // Local files are shared with other processes (the edge, `fairspec runs`): every pooled
+    // connection waits up to 5 s for a lock instead of failing at once with SQLITE_BUSY.
+    client = createClient(authToken ? { url: u.data, authToken } : { url: u.data, timeout: 5000 });
   } catch (e) {
     throw new StoreInputError(`cannot open the calibration store at ${u.data}: ${(e as Error).message.split("\n")[0]} — check --db / FAIRSPEC_DB_URL`);
   }
-  // Local files are shared with other processes (the edge, `fairspec runs`): wait for a lock
-  // instead of failing at once with SQLITE_BUSY.
-  if (!remote) await client.execute("PRAGMA busy_timeout = 5000");
+  // WAL (persistent in the file): readers in other processes never block the calibrator's writes.
+  if (!remote) await client.execute("PRAGMA journal_mode = WAL");
   const db = drizzle(client);
   try {
     await migrate(db, { migrationsFolder: MIGRATIONS_DIR });

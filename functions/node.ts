@@ -50,8 +50,8 @@ export async function startNodeEdge(o: NodeEdgeOptions = {}): Promise<RunningEdg
   const config = o.config ?? loadEdgeConfig(process.env.FAIRSPEC_EDGE_CONFIG || DEFAULT_CONFIG);
   const url = o.dbUrl ?? (process.env.FAIRSPEC_DB_URL || "file:./fairspec.db");
   const authToken = o.dbToken ?? (process.env.FAIRSPEC_DB_TOKEN || undefined);
-  const client = createClient(authToken ? { url, authToken } : { url });
-  if (url.startsWith("file:")) await client.execute("PRAGMA busy_timeout = 5000"); // shared with the calibrator
+  // A file is shared with the calibrator: wait for its locks (busy timeout) rather than fail.
+  const client = createClient(authToken ? { url, authToken } : { url, timeout: 5000 });
   const nodeFetch = o.fetch ? null : createNodeFetch({ connectTimeoutMs: config.timeouts.connectMs });
   // The committed ONNX task classifier, unless the caller injects one (or null for none).
   const classifier = o.classifier !== undefined ? o.classifier : await loadTaskClassifier();

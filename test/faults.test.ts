@@ -68,10 +68,9 @@ describe("known bug: no busy timeout on file databases", () => {
   // calibration crashes if `fairspec runs`, a Node edge on the same file (its key / params reads),
   // or anything else reads at the wrong moment (found while polling the checkpoints of a running
   // calibration from this suite). Fix: `PRAGMA busy_timeout = 5000` (or the client option) when the
-  // URL is a file, in openStore (and functions/node.ts for the edge's file client). Setting the PRAGMA on
-  // the client was not enough (still open: a transaction may use another connection). Once fixed
-  // this test fails: turn `it.fails` into `it`.
-  it.fails("store writes survive a concurrent reader process on the same file", async () => {
+  // URL is a file, in openStore (and functions/node.ts for the edge's file client). Fixed with WAL mode
+  // (readers never block the writer) plus a busy timeout on every pooled connection.
+  it("store writes survive a concurrent reader process on the same file", async () => {
     const dir = mkdtempSync(join(tmpdir(), "fairspec-busy-"));
     const path = join(dir, "store.db");
     const store = await openStore(`file:${path}`);
