@@ -62,7 +62,7 @@ describe("process deaths", () => {
   });
 });
 
-describe("known bug: no busy timeout on file databases", () => {
+describe("file databases under concurrent readers (was a bug: no busy timeout)", () => {
   // calibrator/store.ts (openStore) sets no busy timeout on a `file:` database, so any write fails at
   // once with SQLITE_BUSY while another process holds even a brief read lock on the same file — a
   // calibration crashes if `fairspec runs`, a Node edge on the same file (its key / params reads),
