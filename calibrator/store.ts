@@ -705,8 +705,9 @@ function makeStore(db: LibSQLDatabase & { $client: Client }, client: Client): St
 
     async createApiKey(tenantId, rawKey) {
       await requireTenant(tenantId);
-      if (rawKey !== undefined && !/^[\x21-\x7e]{16,200}$/.test(rawKey)) {
-        throw new StoreInputError("an API key must be 16–200 printable ASCII characters without spaces");
+      if (rawKey !== undefined && !API_KEY_PATTERN.test(rawKey)) {
+        // The edge accepts only this shape, so a key of any other shape could never authenticate.
+        throw new StoreInputError("an API key must be 'fs_' followed by 32 letters, digits, '_' or '-'");
       }
       const key = rawKey ?? `fs_${randomChars(32, URL_SAFE)}`;
       const keyHash = hashApiKey(key);

@@ -50,7 +50,11 @@ export const startCmd: Command = {
     let demoKey: string | null = null;
     let keyNote = "";
     if (process.env.FAIRSPEC_DEMO_KEY) {
-      demoKey = (await store.createApiKey(tenant, process.env.FAIRSPEC_DEMO_KEY)).key;
+      demoKey = (
+        await store.createApiKey(tenant, process.env.FAIRSPEC_DEMO_KEY).catch((e: Error) => {
+          throw new UsageError(`FAIRSPEC_DEMO_KEY: ${e.message}`);
+        })
+      ).key;
       keyNote = "(from FAIRSPEC_DEMO_KEY)";
     } else if (!(await store.listApiKeys(tenant)).some((k) => !k.revokedAt)) {
       demoKey = (await store.createApiKey(tenant)).key;
