@@ -74,7 +74,7 @@ describe("keys at rest", () => {
     try {
       for (let i = 0; i < 20; i++) created.push((await store.createApiKey(i % 2 ? "acme" : "globex")).key);
       // A key the operator chose (e.g. a demo key from the environment) is hashed the same way.
-      created.push((await store.createApiKey("initech", "chosen-demo-key-0123456789abcdef")).key);
+      created.push((await store.createApiKey("initech", "fs_chosenDemoKey0123456789abcdefghi")).key);
     } finally {
       store.close();
     }
