@@ -11,7 +11,7 @@
  */
 import { desc, eq, sql } from "drizzle-orm";
 import type { LibSQLDatabase } from "drizzle-orm/libsql/driver-core";
-import type { RunSummary } from "../core/calibration.ts";
+import type { RunSummary, TaskParams } from "../core/calibration.ts";
 import type { Policy } from "../core/fit.ts";
 import { activations, apiKeys, calibrationRuns, pools, runPolicies, taskParams, telemetry, tenantPolicies, tenants, type NewTelemetryRow } from "../core/schema.ts";
 
@@ -36,15 +36,8 @@ export interface RunPool {
   urls: string[];
 }
 
-export interface RunParams {
-  policyId: string;
-  task: string;
-  targetTemperature: number;
-  poolId: string;
-  drafter: string | null;
-  gamma: number;
-  proposalTemperature: number | null;
-}
+/** The part of a run's fitted parameters the edge routes by. */
+export type RunParams = Pick<TaskParams, "policyId" | "task" | "targetTemperature" | "poolId" | "drafter" | "gamma" | "proposalTemperature">;
 
 /** Everything the router needs from the active calibration run. */
 export interface ParamsSnapshot {
@@ -101,6 +94,11 @@ const toRunPool = (r: typeof pools.$inferSelect): RunPool => ({
   proposalTemperature: r.proposalTemperature,
   urls: r.urls,
 });
+
+/** The run fields every listing shows. */
+function runInfo(r: typeof calibrationRuns.$inferSelect, active: boolean) {
+  return { id: r.id, configHash: r.configHash, status: r.status, startedAt: r.startedAt, finishedAt: r.finishedAt, createdAt: r.createdAt, summary: r.summary, active };
+}
 
 export function createEdgeDb(db: Db): EdgeDb {
   const latestActivation = () =>
@@ -186,16 +184,7 @@ export function createEdgeDb(db: Db): EdgeDb {
         db.select({ runId: activations.runId }).from(activations).orderBy(desc(activations.id)).limit(1),
       ]);
       const activeId = active[0]?.runId;
-      return rows.map((r) => ({
-        id: r.id,
-        configHash: r.configHash,
-        status: r.status,
-        startedAt: r.startedAt,
-        finishedAt: r.finishedAt,
-        createdAt: r.createdAt,
-        summary: r.summary,
-        active: r.id === activeId,
-      }));
+      return rows.map((r) => runInfo(r, r.id === activeId));
     },
 
     async activeRun() {
@@ -205,16 +194,8 @@ export function createEdgeDb(db: Db): EdgeDb {
         db.select().from(pools).where(eq(pools.runId, row.run.id)),
         db.select().from(runPolicies).where(eq(runPolicies.runId, row.run.id)),
       ]);
-      const r = row.run;
       return {
-        id: r.id,
-        configHash: r.configHash,
-        status: r.status,
-        startedAt: r.startedAt,
-        finishedAt: r.finishedAt,
-        createdAt: r.createdAt,
-        summary: r.summary,
-        active: true,
+        ...runInfo(row.run, true),
         activatedAt: row.activation.activatedAt,
         forced: row.activation.forced,
         reason: row.activation.reason,
