@@ -220,6 +220,12 @@ export const telemetry = sqliteTable(
   "telemetry",
   {
     id: integer("id").primaryKey({ autoIncrement: true }),
+    /**
+     * Minted by the edge per request. A batch INSERT whose reply was lost (libSQL killed after the
+     * commit) is retried; the unique index makes that retry a no-op instead of a duplicate row.
+     * Nullable: rows written before this column existed have none.
+     */
+    requestId: text("request_id"),
     tenantId: text("tenant_id").notNull(),
     task: text("task").notNull(),
     poolId: text("pool_id").notNull(),
@@ -229,7 +235,7 @@ export const telemetry = sqliteTable(
     latencyMs: real("latency_ms").notNull(),
     createdAt: text("created_at").notNull().$defaultFn(now),
   },
-  (t) => [index("telemetry_tenant_created_idx").on(t.tenantId, t.createdAt)],
+  (t) => [index("telemetry_tenant_created_idx").on(t.tenantId, t.createdAt), uniqueIndex("telemetry_request_id_idx").on(t.requestId)],
 );
 
 export type CalibrationRunRow = typeof calibrationRuns.$inferSelect;

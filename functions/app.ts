@@ -536,6 +536,7 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
     const mode = ctype.includes("text/event-stream") ? "sse" : ok && ctype.includes("json") ? "json" : "raw";
     const record = (counts: SpecCounts | null) => {
       telemetry.add({
+        requestId: crypto.randomUUID(),
         tenantId: rec.tenantId,
         task,
         poolId: d.attempt.pool.id,

@@ -205,7 +205,8 @@ export function createEdgeDb(db: Db): EdgeDb {
     },
 
     async insertTelemetry(rows) {
-      if (rows.length > 0) await db.insert(telemetry).values([...rows]);
+      // A retried batch (its first reply lost) must not count twice: requestId is unique.
+      if (rows.length > 0) await db.insert(telemetry).values([...rows]).onConflictDoNothing({ target: telemetry.requestId });
     },
   };
 }

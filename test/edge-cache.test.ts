@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient, type Client } from "@libsql/client/web";
+import { createClient as createFileClient } from "@libsql/client";
 import { drizzle } from "drizzle-orm/libsql/web";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createEdgeApp, type Clock, type EdgeApp } from "../functions/app.ts";
@@ -198,6 +199,31 @@ describe("libSQL outages", () => {
     await t.settle();
     expect(edge.state.telemetry.buffered).toBe(0);
     expect(edge.state.telemetry.stats.written - written).toBe(41);
+  });
+
+  it("a telemetry write whose reply is lost after the commit is retried without duplicating rows", async () => {
+    const clock = fakeClock();
+    const edge = makeEdge(clock);
+    const t = pendingCtx();
+    await warm(edge, t);
+    // Straight to the file: the endpoint is about to drop replies.
+    const file = createFileClient({ url: `file:${dbPath}` });
+    const count = async () => Number((await file.execute("SELECT count(*) AS n FROM telemetry")).rows[0]!.n);
+    const before = await count();
+    await hrana.setMode("lose-reply");
+    await (await chat(edge, seeded.keys.acme, t.ctx)).text();
+    await t.settle();
+    // The INSERT committed, but the edge never heard so: it keeps the row for the next flush.
+    expect(edge.state.telemetry.stats.failedWrites).toBeGreaterThan(0);
+    expect(edge.state.telemetry.buffered).toBe(1);
+    expect(await count()).toBe(before + 1);
+    await hrana.setMode("up");
+    clock.advance(TTL.retryMs + 1);
+    await (await chat(edge, seeded.keys.acme, t.ctx)).text();
+    await t.settle();
+    expect(edge.state.telemetry.buffered).toBe(0);
+    expect(await count()).toBe(before + 2);
+    file.close();
   });
 
   it("slow (hanging) mid-run: requests never wait for it", async () => {

@@ -105,7 +105,7 @@ describe("SwrCache", () => {
 });
 
 describe("TelemetryBuffer", () => {
-  const row = (i: number): TelemetryRow => ({ tenantId: "t", task: "en", poolId: "p", drafted: i, accepted: 0, completionTokens: 0, latencyMs: 1, createdAt: "x" });
+  const row = (i: number): TelemetryRow => ({ requestId: `r${i}`, tenantId: "t", task: "en", poolId: "p", drafted: i, accepted: 0, completionTokens: 0, latencyMs: 1, createdAt: "x" });
 
   it("coalesces concurrent flushes, writes at most batchRows per INSERT, and keeps rows when a write fails", async () => {
     const writes: number[][] = [];

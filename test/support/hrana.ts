@@ -15,7 +15,9 @@
  *
  * Faults, for outage tests: `setMode("refuse")` closes the listening socket and every connection
  * (connection refused, as a host that is down), `"hang"` accepts and never answers (a slow
- * database), `"error"` answers 503, `"up"` serves again on the same port. The same modes can be
+ * database), `"error"` answers 503, `"lose-reply"` executes each pipeline (commits) and then drops
+ * the connection without answering (a server killed between its commit and its reply), `"up"`
+ * serves again on the same port. The same modes can be
  * set over HTTP on a separate control port (`POST {controlUrl}/mode` with `{"mode": …}`), which a
  * test running inside workerd uses.
  */
@@ -42,12 +44,12 @@ interface LibsqlDatabase {
 }
 const Database = require("libsql") as new (path: string, opts?: Record<string, unknown>) => LibsqlDatabase;
 
-export type HranaMode = "up" | "refuse" | "hang" | "error";
+export type HranaMode = "up" | "refuse" | "hang" | "error" | "lose-reply";
 
 export interface HranaServer {
   /** http://127.0.0.1:PORT — a libSQL URL for @libsql/client/web (`url`, plus `authToken` if set). */
   url: string;
-  /** The control endpoint: POST {controlUrl}/mode {"mode": "up" | "refuse" | "hang" | "error"}. */
+  /** The control endpoint: POST {controlUrl}/mode {"mode": HranaMode}. */
   controlUrl: string;
   port: number;
   setMode(mode: HranaMode): Promise<void>;
@@ -367,7 +369,12 @@ export async function startHrana(o: HranaOptions): Promise<HranaServer> {
       try {
         const body = (await readJson(req)) as Parameters<typeof pipeline>[0];
         pipelines++;
-        return send(res, 200, await pipeline(body));
+        const result = await pipeline(body);
+        if (mode === "lose-reply") {
+          req.socket.destroy();
+          return;
+        }
+        return send(res, 200, result);
       } catch (e) {
         return send(res, 400, { message: (e as Error).message, code: e instanceof HranaError ? e.code : null });
       }
@@ -409,12 +416,12 @@ export async function startHrana(o: HranaOptions): Promise<HranaServer> {
   const control = createServer(async (req, res) => {
     try {
       const body = (await readJson(req)) as { mode?: HranaMode };
-      if (req.method === "POST" && req.url === "/mode" && body.mode && ["up", "refuse", "hang", "error"].includes(body.mode)) {
+      if (req.method === "POST" && req.url === "/mode" && body.mode && ["up", "refuse", "hang", "error", "lose-reply"].includes(body.mode)) {
         await setMode(body.mode);
         return send(res, 200, { mode });
       }
       if (req.method === "GET") return send(res, 200, { mode, pipelines });
-      send(res, 400, { message: 'POST /mode {"mode": "up" | "refuse" | "hang" | "error"}' });
+      send(res, 400, { message: 'POST /mode {"mode": "up" | "refuse" | "hang" | "error" | "lose-reply"}' });
     } catch (e) {
       send(res, 500, { message: (e as Error).message });
     }
