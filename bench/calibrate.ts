@@ -1,23 +1,24 @@
 /**
- * npm run bench:calibrate -- --out FILE.json [--tasks en,ja,...] [--prompts 16] [--new-tokens 64]
+ * npm run bench:calibrate -- --out FILE.json [--tasks en,ja,...] [--prompts 48] [--new-tokens 64]
  *                            [--drafter base] [--temperature 1] [--gammas 1,2,3,4,5,6] [--seed 1]
  *
  * Does the cheap calibration agree with the expensive truth? Per task:
  * - α from teacher forcing (the calibrator's method) vs α observed in real speculative runs at
  *   γ = 1 (where every verifier step tests exactly one draft), each with a bootstrap CI over prompts;
  * - wall time of the teacher-forced measurement vs measuring every γ by running it;
- * - the γ the calibrator would fit (from α and the measured cost model) vs the best γ found by
- *   exhaustive timed runs: measured S(fitted γ) / S(best γ).
+ * - the γ the calibrator would fit (calibrator/predict.ts SpeedupModel: tokens per step from the
+ *   teacher-forced β sequences and the cost model measured in the decoding loop) vs the best γ found by exhaustive timed runs:
+ *   measured S(fitted γ) / S(best γ); and predicted vs measured S at every γ.
  * Timed runs go back to back per prompt (verifier-only, then every γ), so drift hits all alike.
  */
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { bootstrap, ratioOfSums } from "../core/bootstrap.ts";
 import { Xoshiro128 } from "../core/rng.ts";
-import { bestGamma, measuredVerifyCost } from "../core/speedup.ts";
 import { isTaskId, TASKS, type TaskId } from "../core/tasks.ts";
 import { taskPrompts } from "../corpora/index.ts";
-import { measureCosts } from "../calibrator/costs.ts";
+import { measureCosts, measureLoopCosts } from "../calibrator/costs.ts";
+import { SpeedupModel } from "../calibrator/predict.ts";
 import { measurePrompt, sampleContinuations, summarizePrompts } from "../calibrator/measure.ts";
 import { loadOnnxCausalLM } from "../engine/onnx-lm.ts";
 import { generate } from "../engine/speculative.ts";
@@ -26,7 +27,7 @@ const { values: a } = parseArgs({
   options: {
     out: { type: "string" },
     tasks: { type: "string", default: TASKS.join(",") },
-    prompts: { type: "string", default: "16" },
+    prompts: { type: "string", default: "48" },
     "new-tokens": { type: "string", default: "64" },
     drafter: { type: "string", default: "base" },
     temperature: { type: "string", default: "1" },
@@ -46,8 +47,7 @@ const MODELS = new URL("../models/", import.meta.url).pathname;
 const verifier = await loadOnnxCausalLM(`${MODELS}verifier`);
 const drafter = await loadOnnxCausalLM(`${MODELS}drafter-${a.drafter}`);
 const costs = await measureCosts(verifier, [drafter]);
-const c = costs.drafters[0]!.c;
-const verifyCost = measuredVerifyCost(costs.verifyCost);
+costs.loop = await measureLoopCosts(verifier, [drafter], { gammas, temperatures: [T], newTokens });
 
 const rows = [];
 for (const task of tasks) {
@@ -57,13 +57,16 @@ for (const task of tasks) {
   const t0 = performance.now();
   const conts = await sampleContinuations(verifier, prompts, { newTokens, temperature: T, rng: new Xoshiro128(seed), drafter, gamma: 3 });
   const units = [];
-  for (const cont of conts) units.push(await measurePrompt(drafter, cont, { temperature: T }, [T]));
+  for (const cont of conts) units.push(await measurePrompt(drafter, cont, { temperature: T }, [T], gammas));
   const tf = summarizePrompts(units, [T], new Xoshiro128(seed + 1), 1000);
   const teacherForcedMs = performance.now() - t0;
 
   // The expensive way: run every γ (and verifier-only) on the same prompts, timed.
   const t1 = performance.now();
   const time = new Map<number, number[]>();
+  // Where a prediction error comes from: the step cost, or the tokens each step yields (α).
+  const loopMs = new Map<number, number>();
+  const stepsTaken = new Map<number, number>();
   const online: { accepted: number; drafted: number }[] = [];
   for (const [i, prompt] of prompts.entries()) {
     const common = { verifier, prompt, maxNewTokens: newTokens, temperature: T, stopAtEos: false };
@@ -71,6 +74,8 @@ for (const task of tasks) {
       const run = await generate({ ...common, drafter: g ? drafter : undefined, gamma: g, proposalTemperature: T, rng: new Xoshiro128(seed + 100 + i) });
       if (!time.has(g)) time.set(g, []);
       time.get(g)!.push(run.stats.totalMs);
+      loopMs.set(g, (loopMs.get(g) ?? 0) + run.stats.totalMs - run.stats.prefillMs);
+      stepsTaken.set(g, (stepsTaken.get(g) ?? 0) + run.stats.steps);
       if (g === 1) online.push({ accepted: run.stats.accepted, drafted: run.stats.drafted });
     }
   }
@@ -79,8 +84,11 @@ for (const task of tasks) {
   const sum = (xs: number[]) => xs.reduce((s, x) => s + x, 0);
   const measuredS = Object.fromEntries(gammas.map((g) => [g, sum(time.get(0)!) / sum(time.get(g)!)]));
   const bestMeasured = gammas.reduce((b, g) => (measuredS[g]! > measuredS[b]! ? g : b));
-  const fitted = bestGamma(tf.alpha[0]!.estimate, c, Math.max(...gammas), verifyCost);
-  const fittedGamma = Math.max(1, fitted.gamma);
+  // The calibrator's prediction for these prompts' mean length and this many new tokens.
+  const meanPrompt = prompts.reduce((n, p) => n + p.length, 0) / prompts.length;
+  const model = new SpeedupModel(costs, [{ task, drafter: drafter.id, targetTemperature: T, proposalTemperature: T, alpha: tf.alpha[0]!, tokensPerStep: tf.tokensPerStep[0] }], { promptTokens: new Map([[task, meanPrompt]]), newTokens });
+  const predictedS = Object.fromEntries(gammas.map((g) => [g, model.predict(task, { id: "", drafter: drafter.id, gamma: g, proposalTemperature: T }, T).estimate]));
+  const fittedGamma = gammas.reduce((b, g) => (predictedS[g]! > predictedS[b]! ? g : b));
   const overlap = tf.alpha[0]!.lo <= alphaOnline.hi && alphaOnline.lo <= tf.alpha[0]!.hi;
   const row = {
     task,
@@ -93,13 +101,20 @@ for (const task of tasks) {
     measured_speedup_by_gamma: measuredS,
     best_measured_gamma: bestMeasured,
     fitted_gamma: fittedGamma,
-    predicted_speedup_at_fitted: fitted.factor,
+    predicted_speedup_by_gamma: predictedS,
+    predicted_speedup_at_fitted: predictedS[fittedGamma],
+    /** Observed in the timed runs, to compare with costs.loop and with (1 − α^{γ+1}) / (1 − α). */
+    observed_step_ms_by_gamma: Object.fromEntries([0, ...gammas].map((g) => [g, loopMs.get(g)! / stepsTaken.get(g)!])),
+    observed_tokens_per_step_by_gamma: Object.fromEntries([0, ...gammas].map((g) => [g, (prompts.length * newTokens) / stepsTaken.get(g)!])),
+    /** |predicted − measured| / measured, worst over γ. */
+    max_prediction_error: Math.max(...gammas.map((g) => Math.abs(predictedS[g]! - measuredS[g]!) / measuredS[g]!)),
     fitted_vs_best: measuredS[fittedGamma]! / measuredS[bestMeasured]!,
   };
   rows.push(row);
   console.error(
     `${task.padEnd(8)} α tf ${tf.alpha[0]!.estimate.toFixed(3)} [${tf.alpha[0]!.lo.toFixed(3)}, ${tf.alpha[0]!.hi.toFixed(3)}]  online ${alphaOnline.estimate.toFixed(3)} [${alphaOnline.lo.toFixed(3)}, ${alphaOnline.hi.toFixed(3)}]  ` +
-      `cost ${row.cost_ratio.toFixed(1)}×  γ fit ${fittedGamma} / best ${bestMeasured}: ${(row.fitted_vs_best * 100).toFixed(1)}%`,
+      `cost ${row.cost_ratio.toFixed(1)}×  γ fit ${fittedGamma} / best ${bestMeasured}: ${(row.fitted_vs_best * 100).toFixed(1)}%  ` +
+      `S pred/meas at γ fit ${predictedS[fittedGamma]!.toFixed(2)}/${measuredS[fittedGamma]!.toFixed(2)}, worst error over γ ${(row.max_prediction_error * 100).toFixed(1)}%`,
   );
 }
 const summary = {
@@ -108,10 +123,11 @@ const summary = {
   min_cost_ratio: Math.min(...rows.map((r) => r.cost_ratio)),
   min_fitted_vs_best: Math.min(...rows.map((r) => r.fitted_vs_best)),
   mean_fitted_vs_best: rows.reduce((s, r) => s + r.fitted_vs_best, 0) / rows.length,
+  max_prediction_error: Math.max(...rows.map((r) => r.max_prediction_error)),
 };
 console.log(
   `\nα agreement (CIs overlap): ${summary.alpha_cis_overlap}/${summary.tasks} tasks · teacher forcing is ≥ ${summary.min_cost_ratio.toFixed(1)}× cheaper than timing every γ · ` +
-    `fitted γ reaches ≥ ${(summary.min_fitted_vs_best * 100).toFixed(1)}% (mean ${(summary.mean_fitted_vs_best * 100).toFixed(1)}%) of the best γ's measured speed-up`,
+    `fitted γ reaches ≥ ${(summary.min_fitted_vs_best * 100).toFixed(1)}% (mean ${(summary.mean_fitted_vs_best * 100).toFixed(1)}%) of the best γ's measured speed-up · predicted S within ${(summary.max_prediction_error * 100).toFixed(1)}% of measured at every γ`,
 );
 if (a.out) {
   writeFileSync(a.out, JSON.stringify({ bench: "calibrate", date: new Date().toISOString(), settings: { tasks, prompts: nPrompts, newTokens, temperature: T, gammas, drafter: a.drafter, seed }, costs, summary, tasks: rows }, null, 2));

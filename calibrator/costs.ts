@@ -1,7 +1,9 @@
 /**
- * The cost model measured on this hardware: one drafter step vs one verifier step (c), and the
- * verifier's cost as a function of the number of tokens verified in one call (the verify-cost
- * curve the analytic model takes instead of the paper's flat-cost assumption).
+ * The cost model measured on this hardware:
+ * - isolated (the paper's terms): one drafter step vs one verifier step (c), and the verifier's
+ *   cost as a function of the tokens verified in one call (the verify-cost curve v(n));
+ * - in the loop (what predictions use): the cost of a whole decoding step at every γ and target
+ *   temperature, and the prefill per prompt token, timed inside real generations.
  */
 import type { CausalLM } from "../engine/causal-lm.ts";
 
@@ -24,6 +26,26 @@ async function timeAppend(lm: CausalLM, ctx: number, n: number, reps: number): P
   return median(ts);
 }
 
+/** JSON-friendly tables: target temperature → (γ →) ms. Keys are `String(number)`. */
+export type ByTemperature<V> = Record<string, V>;
+
+export interface LoopCosts {
+  promptTokens: number;
+  newTokens: number;
+  /** Timed repetitions per cell (after one warm-up round); every figure is a median over them. */
+  reps: number;
+  verifier_prefill_ms_per_token: number;
+  /** One step of verifier-only decoding (one token), per target temperature. */
+  verifier_step_ms: ByTemperature<number>;
+  drafters: {
+    id: string;
+    /** The drafter's prefill on top of the verifier's, per prompt token. */
+    prefill_ms_per_token: number;
+    /** One speculative step (γ drafts + one verification + sampling), per target temperature and γ. */
+    step_ms: ByTemperature<Record<string, number>>;
+  }[];
+}
+
 export interface Costs {
   context: number;
   verifier_step_ms: number;
@@ -31,55 +53,66 @@ export interface Costs {
   /** [tokens verified in one call, cost relative to a one-token call] */
   verifyCost: [number, number][];
   /**
-   * The same costs measured inside real generations (caches warm with the other model's weights,
-   * rollbacks, sampling): what a request really pays. Prefill costs are per prompt token.
+   * The costs a request really pays, measured inside real generations (caches warm with the other
+   * model's weights, rollbacks, sampling); what predictions use. The isolated figures above are
+   * the paper's c and v(n), reported for comparison.
    */
-  loop?: {
-    promptTokens: number;
-    verifier_step_ms: number;
-    verifier_prefill_ms_per_token: number;
-    drafters: { id: string; step_ms: number; prefill_ms_per_token: number }[];
-    verifyCost: [number, number][];
-  };
+  loop?: LoopCosts;
 }
 
-/** Loop costs from real generations on a fixed prompt, greedy (acceptance does not matter here). */
-export async function measureLoopCosts(verifier: CausalLM, drafters: CausalLM[], reps = 3): Promise<NonNullable<Costs["loop"]>> {
+/**
+ * Step and prefill costs from real generations on a fixed prompt, for every (target temperature,
+ * drafter, γ). Rounds are interleaved — each round runs every cell once — and each figure is the
+ * median over rounds, so a burst of load on a shared host hits all cells alike and drops out.
+ * Acceptance barely matters here: a step costs the same whether its drafts are accepted or not.
+ */
+export async function measureLoopCosts(
+  verifier: CausalLM,
+  drafters: CausalLM[],
+  o: { gammas: readonly number[]; temperatures: readonly number[]; newTokens: number; promptTokens?: number; reps?: number; onRound?: () => void },
+): Promise<LoopCosts> {
   const { generate } = await import("../engine/speculative.ts");
   const { Xoshiro128 } = await import("../core/rng.ts");
-  const text = "The quick brown fox jumps over the lazy dog; a man page explains options, files and examples. ".repeat(2);
-  const prompt = verifier.tokenizer.encode(text).slice(0, 96);
-  const run = (drafter: CausalLM | undefined, gamma: number) =>
-    generate({ verifier, drafter, gamma, prompt, maxNewTokens: 48, temperature: 0, rng: new Xoshiro128(1), stopAtEos: false });
-  const sum = async (drafter: CausalLM | undefined, gamma: number) => {
-    const a = { prefill: 0, verifier: 0, steps: 0, drafter: 0, drafterCalls: 0 };
-    await run(drafter, gamma); // warm-up
-    for (let r = 0; r < reps; r++) {
-      const s = (await run(drafter, gamma)).stats;
-      a.prefill += s.prefillMs;
-      a.verifier += s.verifierMs;
-      a.steps += s.steps;
-      a.drafter += s.drafterMs;
-      a.drafterCalls += s.drafterCalls;
-    }
-    return a;
-  };
-  const base = await sum(undefined, 0);
-  const tv = base.verifier / base.steps;
-  const pv = base.prefill / reps / (prompt.length - 1);
-  const ds = [];
-  const verifyCost: [number, number][] = [[1, 1]];
-  for (const [i, d] of drafters.entries()) {
-    const s = await sum(d, 4);
-    ds.push({ id: d.id, step_ms: s.drafter / Math.max(1, s.drafterCalls), prefill_ms_per_token: Math.max(0, s.prefill / reps / (prompt.length - 1) - pv) });
-    if (i === 0) {
-      for (const g of [2, 4, 6]) {
-        const sg = g === 4 ? s : await sum(d, g);
-        verifyCost.push([g + 1, sg.verifier / sg.steps / tv]);
-      }
-    }
+  const reps = o.reps ?? 5;
+  const gammas = [...new Set(o.gammas.filter((g) => g > 0))].sort((a, b) => a - b);
+  const text = "The quick brown fox jumps over the lazy dog; a man page explains options, files and examples. ".repeat(4);
+  const prompt = verifier.tokenizer.encode(text).slice(0, o.promptTokens ?? 96);
+  const prefixTokens = prompt.length - 1; // the last prompt token is fed by the first step
+  type Cell = { T: number; drafter: number; gamma: number };
+  const cells: Cell[] = [];
+  for (const T of o.temperatures) {
+    cells.push({ T, drafter: -1, gamma: 0 });
+    for (const d of drafters.keys()) for (const g of gammas) cells.push({ T, drafter: d, gamma: g });
   }
-  return { promptTokens: prompt.length, verifier_step_ms: tv, verifier_prefill_ms_per_token: pv, drafters: ds, verifyCost };
+  const samples = cells.map(() => ({ step: [] as number[], prefill: [] as number[] }));
+  for (let r = 0; r <= reps; r++) {
+    for (const [k, c] of cells.entries()) {
+      const drafter = c.drafter >= 0 ? drafters[c.drafter] : undefined;
+      const g = await generate({ verifier, drafter, gamma: c.gamma, prompt, maxNewTokens: o.newTokens, temperature: c.T, rng: new Xoshiro128(r + 1), stopAtEos: false });
+      if (r === 0) continue; // warm-up round
+      samples[k]!.step.push((g.stats.totalMs - g.stats.prefillMs) / g.stats.steps);
+      samples[k]!.prefill.push(g.stats.prefillMs);
+    }
+    o.onRound?.();
+  }
+  const at = (T: number, d: number, g: number) => samples[cells.findIndex((c) => c.T === T && c.drafter === d && c.gamma === g)]!;
+  const key = (x: number) => String(x);
+  // A speculative step's cost is the median of its ratio to the verifier-only step of the same
+  // round (paired: load that slows a whole round cancels), times the median verifier-only step.
+  const pairedMedian = (spec: number[], base: number[]) => median(spec.map((x, r) => x / base[r]!)) * median(base);
+  const basePrefill = o.temperatures.flatMap((T) => at(T, -1, 0).prefill);
+  return {
+    promptTokens: prompt.length,
+    newTokens: o.newTokens,
+    reps,
+    verifier_prefill_ms_per_token: median(basePrefill) / prefixTokens,
+    verifier_step_ms: Object.fromEntries(o.temperatures.map((T) => [key(T), median(at(T, -1, 0).step)])),
+    drafters: drafters.map((lm, d) => ({
+      id: lm.id,
+      prefill_ms_per_token: Math.max(0, median(o.temperatures.flatMap((T) => gammas.flatMap((g) => at(T, d, g).prefill.map((x, r) => x - at(T, -1, 0).prefill[r]!)))) / prefixTokens),
+      step_ms: Object.fromEntries(o.temperatures.map((T) => [key(T), Object.fromEntries(gammas.map((g) => [key(g), pairedMedian(at(T, d, g).step, at(T, -1, 0).step)]))])),
+    })),
+  };
 }
 
 export async function measureCosts(verifier: CausalLM, drafters: CausalLM[], maxVerify = 8, ctx = 96, reps = 60): Promise<Costs> {

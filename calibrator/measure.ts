@@ -7,11 +7,14 @@
  *    continuation position; from them, per position:
  *      β_τ = Σ min(p_T, q_τ) for every proposal temperature τ at once (p_T: target temperature T,
  *            top-p; q_τ ∝ q^{1/τ}) — α_T(τ) is the mean β_τ;
- *      H(p, q), KL(p‖q), TV(p, q) on the raw (temperature-1) distributions — the paper's D_T, K_T.
+ *      H(p, q), KL(p‖q), TV(p, q) on the raw (temperature-1) distributions — the paper's D_T, K_T;
+ *    and, from the β sequence, the expected verifier steps to emit the continuation at every γ
+ *    (core/speedup.ts expectedSteps): tokens per step without assuming β i.i.d.
  * Units of the bootstrap are prompts: positions of one prompt are not independent.
  */
 import { bootstrap, ratioOfSums, type Interval } from "../core/bootstrap.ts";
 import { crossEntropy, kl, pinskerAlphaBound, totalVariation } from "../core/divergence.ts";
+import { expectedSteps } from "../core/speedup.ts";
 import type { Rng } from "../core/rng.ts";
 import type { CausalLM } from "../engine/causal-lm.ts";
 import { overlap, softmax, targetDistribution } from "../engine/sampling.ts";
@@ -50,14 +53,24 @@ export async function sampleContinuations(
 export interface PromptStats {
   positions: number;
   betaSum: number[]; // per proposal temperature
+  /** Expected verifier steps to emit the continuation, per proposal temperature, per γ of `gammas`. */
+  steps: number[][];
+  gammas: number[];
   ceSum: number;
   klSum: number;
   tvSum: number;
 }
 
-export async function measurePrompt(drafter: CausalLM, c: Continuation, target: { temperature: number; topP?: number }, taus: readonly number[]): Promise<PromptStats> {
+export async function measurePrompt(
+  drafter: CausalLM,
+  c: Continuation,
+  target: { temperature: number; topP?: number },
+  taus: readonly number[],
+  gammas: readonly number[] = [],
+): Promise<PromptStats> {
   const rows = await drafter.newSession().append([...c.prompt, ...c.continuation]);
-  const s: PromptStats = { positions: 0, betaSum: taus.map(() => 0), ceSum: 0, klSum: 0, tvSum: 0 };
+  const s: PromptStats = { positions: 0, betaSum: taus.map(() => 0), steps: [], gammas: [...gammas], ceSum: 0, klSum: 0, tvSum: 0 };
+  const beta = taus.map(() => new Float64Array(c.continuation.length));
   for (let i = 0; i < c.continuation.length; i++) {
     const v = c.verifierRows[i]!;
     const d = rows[c.prompt.length - 1 + i]!;
@@ -67,15 +80,22 @@ export async function measurePrompt(drafter: CausalLM, c: Continuation, target: 
     s.klSum += kl(pRaw, qRaw);
     s.tvSum += totalVariation(pRaw, qRaw);
     const pT = targetDistribution(v, target);
-    taus.forEach((tau, k) => (s.betaSum[k]! += overlap(pT, tau === 1 ? qRaw : softmax(d, tau))));
+    taus.forEach((tau, k) => {
+      const b = overlap(pT, tau === 1 ? qRaw : softmax(d, tau));
+      beta[k]![i] = b;
+      s.betaSum[k]! += b;
+    });
     s.positions++;
   }
+  s.steps = beta.map((b) => gammas.map((g) => expectedSteps(b, g)));
   return s;
 }
 
 export interface FitStats {
   /** α per proposal temperature (same order as taus). */
   alpha: Interval[];
+  /** E[tokens per verifier step] per proposal temperature, per γ (γ → interval), from the β sequences. */
+  tokensPerStep: Record<string, Interval>[];
   crossEntropy: Interval;
   kl: Interval;
   meanTv: number;
@@ -87,10 +107,16 @@ export interface FitStats {
 export function summarizePrompts(units: readonly PromptStats[], taus: readonly number[], rng: Rng, resamples = 1000): FitStats {
   const pos = (u: PromptStats) => u.positions;
   const alpha = taus.map((_, k) => bootstrap(units, ratioOfSums((u) => u.betaSum[k]!, pos), rng, resamples));
+  // Only the γ every unit measured (a checkpoint of an older shape has none: the i.i.d. model then).
+  const gammas = units.length && units.every((u) => u.gammas?.length) ? units[0]!.gammas.filter((g) => units.every((u) => u.gammas.includes(g))) : [];
+  const tokensPerStep = taus.map((_, k) =>
+    Object.fromEntries(gammas.map((g) => [String(g), bootstrap(units, ratioOfSums(pos, (u) => u.steps[k]![u.gammas.indexOf(g)]!), rng, resamples)])),
+  );
   const klI = bootstrap(units, ratioOfSums((u) => u.klSum, pos), rng, resamples);
   const positions = units.reduce((a, u) => a + u.positions, 0);
   return {
     alpha,
+    tokensPerStep,
     crossEntropy: bootstrap(units, ratioOfSums((u) => u.ceSum, pos), rng, resamples),
     kl: klI,
     meanTv: units.reduce((a, u) => a + u.tvSum, 0) / positions,

@@ -1,14 +1,16 @@
 /**
  * From measured α and the measured cost model to predicted speed-ups and candidate pools. Pure.
  *
- * Predicted S_T(γ) = (1 − α^{γ+1}) / ((1 − α)(γc + v(γ+1))) with c and v measured on this host.
- * Deviation from the paper's i.i.d. model, flagged: none here — acceptance is assumed i.i.d.
- * across positions, and the validation runs (measured S) show how far that holds.
+ * With loop costs (calibrator/costs.ts) and a request shape, S_T(γ) is a whole request's speed-up
+ * (core/speedup.ts requestSpeedup: prefill, then N / E[tokens per call] steps at the step cost
+ * measured for this γ and target temperature); without them, the paper's factor
+ * (1 − α^{γ+1}) / ((1 − α)(γc + v(γ+1))). Acceptance is assumed i.i.d. across positions, as in the
+ * paper; the validation runs (measured S) show how far that holds.
  */
 import type { Interval95 } from "../core/calibration.ts";
 import type { PoolSpec } from "../core/fit.ts";
-import { measuredVerifyCost, requestSpeedup, wallTimeFactor, type RequestCosts } from "../core/speedup.ts";
-import type { Costs } from "./costs.ts";
+import { costAtGamma, measuredVerifyCost, requestSpeedup, requestSpeedupAt, wallTimeFactor, type RequestCosts } from "../core/speedup.ts";
+import type { Costs, LoopCosts } from "./costs.ts";
 
 export interface AlphaCell {
   task: string;
@@ -16,6 +18,8 @@ export interface AlphaCell {
   targetTemperature: number;
   proposalTemperature: number;
   alpha: Interval95;
+  /** E[tokens per verifier step] by γ from the measured β sequences (measure.ts); else α i.i.d. */
+  tokensPerStep?: Readonly<Record<string, Interval95>>;
 }
 
 export function poolId(drafter: string | null, gamma: number, tau: number | null): string {
@@ -32,8 +36,9 @@ export class SpeedupModel {
   private verifyCost;
   private c: Map<string, number>;
   private alpha = new Map<string, Interval95>();
+  private tokensPerStep = new Map<string, Readonly<Record<string, Interval95>>>();
 
-  private request = new Map<string, RequestCosts>();
+  private loop: LoopCosts | undefined;
 
   /**
    * With loop costs and the request shape (prompt tokens per task, new tokens), predictions are
@@ -46,18 +51,27 @@ export class SpeedupModel {
   ) {
     this.verifyCost = measuredVerifyCost(costs.verifyCost);
     this.c = new Map(costs.drafters.map((d) => [d.id, d.c]));
-    if (costs.loop) {
-      const lv = measuredVerifyCost(costs.loop.verifyCost);
-      for (const d of costs.loop.drafters)
-        this.request.set(d.id, {
-          verifierStepMs: costs.loop.verifier_step_ms,
-          drafterStepMs: d.step_ms,
-          verifierPrefillMsPerToken: costs.loop.verifier_prefill_ms_per_token,
-          drafterPrefillMsPerToken: d.prefill_ms_per_token,
-          verifyCost: lv,
-        });
+    this.loop = costs.loop;
+    for (const cell of cells) {
+      const k = key(cell.task, cell.drafter, cell.targetTemperature, cell.proposalTemperature);
+      this.alpha.set(k, cell.alpha);
+      if (cell.tokensPerStep) this.tokensPerStep.set(k, cell.tokensPerStep);
     }
-    for (const cell of cells) this.alpha.set(key(cell.task, cell.drafter, cell.targetTemperature, cell.proposalTemperature), cell.alpha);
+  }
+
+  /** The loop costs of one request at (drafter, γ, T); T reads the nearest measured temperature. */
+  private requestCosts(drafter: string, gamma: number, T: number): RequestCosts | undefined {
+    const loop = this.loop;
+    const d = loop?.drafters.find((x) => x.id === drafter);
+    if (!loop || !d) return undefined;
+    const temps = Object.keys(loop.verifier_step_ms).map(Number);
+    const t = String(temps.reduce((b, x) => (Math.abs(x - T) < Math.abs(b - T) ? x : b)));
+    return {
+      verifierPrefillMsPerToken: loop.verifier_prefill_ms_per_token,
+      drafterPrefillMsPerToken: d.prefill_ms_per_token,
+      baseStepMs: loop.verifier_step_ms[t]!,
+      specStepMs: costAtGamma(d.step_ms[t]!, gamma),
+    };
   }
 
   alphaOf(task: string, drafter: string, T: number, tau: number): Interval95 {
@@ -66,20 +80,27 @@ export class SpeedupModel {
     return a;
   }
 
-  /** Predicted speed-up with the interval implied by α's interval (S is increasing in α). */
+  /**
+   * Predicted speed-up, with the interval implied by the interval of what it is computed from (S
+   * increases with α and with tokens per step). With loop costs and a request shape: a whole
+   * request's speed-up from the tokens per step measured along the β sequences (the i.i.d. formula
+   * in α where none were measured); otherwise the paper's factor.
+   */
   predict(task: string, pool: PoolSpec, T: number): Interval95 {
     if (pool.gamma === 0 || pool.drafter === null) return { estimate: 1, lo: 1, hi: 1 };
     const c = this.c.get(pool.drafter);
     if (c === undefined) throw new Error(`no cost measured for drafter ${pool.drafter}`);
-    const a = this.alphaOf(task, pool.drafter, T, pool.proposalTemperature ?? T);
-    const rc = this.request.get(pool.drafter);
+    const tau = pool.proposalTemperature ?? T;
+    const a = this.alphaOf(task, pool.drafter, T, tau);
+    const rc = this.requestCosts(pool.drafter, pool.gamma, T);
     const P = this.shape?.promptTokens.get(task);
     const clamp = (x: number) => Math.min(1, Math.max(0, x));
-    const f =
-      rc && this.shape && P !== undefined
-        ? (x: number) => requestSpeedup(clamp(x), pool.gamma, P, this.shape!.newTokens, rc)
-        : (x: number) => wallTimeFactor(clamp(x), pool.gamma, c, this.verifyCost);
-    return { estimate: f(a.estimate), lo: f(a.lo), hi: f(a.hi) };
+    const each = (i: Interval95, f: (x: number) => number): Interval95 => ({ estimate: f(i.estimate), lo: f(i.lo), hi: f(i.hi) });
+    if (!(rc && this.shape && P !== undefined)) return each(a, (x) => wallTimeFactor(clamp(x), pool.gamma, c, this.verifyCost));
+    const N = this.shape.newTokens;
+    const tps = this.tokensPerStep.get(key(task, pool.drafter, T, tau))?.[String(pool.gamma)];
+    if (tps) return each(tps, (x) => requestSpeedupAt(Math.min(pool.gamma + 1, Math.max(1, x)), P, N, rc));
+    return each(a, (x) => requestSpeedup(clamp(x), pool.gamma, P, N, rc));
   }
 }
 

@@ -88,11 +88,22 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
   for (const name of Object.keys(cfg.models.drafters)) drafters.set(name, await loadOnnxCausalLM(modelDirs[name]!));
   try {
     // ---- 1. cost model on this host ----
-    const costs: Costs = await cp("costs", async () => {
-      const p = new Progress("cost model", 1, o.quiet);
+    // (The key names the cost model's shape: a checkpoint of an older shape is not reused.)
+    const costs: Costs = await cp("costs-v2", async () => {
+      const reps = 10;
+      const p = new Progress("cost model (isolated, then in the decoding loop)", reps + 2, o.quiet);
       const c = await measureCosts(verifier, [...drafters.values()]);
-      c.loop = await measureLoopCosts(verifier, [...drafters.values()]);
-      p.finish(`verifier step ${c.verifier_step_ms.toFixed(2)} ms, c = ${c.drafters.map((d) => `${d.id} ${d.c.toFixed(3)}`).join(", ")}`);
+      p.tick();
+      c.loop = await measureLoopCosts(verifier, [...drafters.values()], {
+        gammas: cfg.gammas,
+        temperatures: cfg.targetTemperatures,
+        newTokens: cfg.validation.newTokens,
+        reps,
+        onRound: () => p.tick(),
+      });
+      const loopT = String(cfg.targetTemperatures.at(-1));
+      const loopSteps = c.loop.drafters.map((d) => `${d.id} ${Object.entries(d.step_ms[loopT]!).map(([g, ms]) => `γ${g} ${ms.toFixed(2)}`).join(" ")}`).join("; ");
+      p.finish(`verifier step ${c.verifier_step_ms.toFixed(2)} ms, c = ${c.drafters.map((d) => `${d.id} ${d.c.toFixed(3)}`).join(", ")}; in the loop at T=${loopT}: verifier-only ${c.loop.verifier_step_ms[loopT]!.toFixed(2)} ms/step, ${loopSteps} ms/step`);
       return c;
     });
     // The cost model is keyed by model id (directory name); map it to the config's drafter names.
@@ -158,10 +169,11 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
       for (const T of cfg.targetTemperatures) {
         for (const task of tasks) {
           const key = `${T}|${task}|${name}`;
-          const v = await cp(`measure|${key}`, async () => {
+          // (measure2: units carry expected steps per γ; older checkpoints did not.)
+          const v = await cp(`measure2|${key}`, async () => {
             const cs = await continuations(T, task);
             const units: PromptStats[] = [];
-            for (const c of cs) units.push(await measurePrompt(lm, c, { temperature: T, topP: cfg.topP }, taus));
+            for (const c of cs) units.push(await measurePrompt(lm, c, { temperature: T, topP: cfg.topP }, taus, cfg.gammas.filter((g) => g > 0)));
             return units;
           });
           stats.set(key, v);
@@ -218,7 +230,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
           const s = summarize(T, task, d);
           taus.forEach((tau, k) => {
             const a = s.alpha[k]!;
-            cells.push({ task, drafter: d, targetTemperature: T, proposalTemperature: tau, alpha: a });
+            cells.push({ task, drafter: d, targetTemperature: T, proposalTemperature: tau, alpha: a, tokensPerStep: s.tokensPerStep[k] });
             measurements.push({
               task,
               drafter: d,

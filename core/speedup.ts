@@ -65,12 +65,12 @@ export function bestGamma(alpha: number, c: number, gammaMax = 16, verifyCost: V
 }
 
 /**
- * A verify-cost curve from measurements: points (tokens, cost relative to a 1-token call),
- * linearly interpolated, and extrapolated from the last two points beyond the largest measured n.
+ * Points (x, y) as a function: linearly interpolated between them, extrapolated from the last two
+ * beyond the largest x, the first y below the smallest.
  */
-export function measuredVerifyCost(points: ReadonlyArray<readonly [tokens: number, relCost: number]>): VerifyCost {
+export function piecewiseLinear(points: ReadonlyArray<readonly [x: number, y: number]>): (x: number) => number {
   const pts = [...points].sort((a, b) => a[0] - b[0]);
-  if (pts.length === 0) return FLAT_VERIFY_COST;
+  if (pts.length === 0) throw new RangeError("no points");
   return (n) => {
     if (n <= pts[0]![0]) return pts[0]![1];
     for (let i = 1; i < pts.length; i++) {
@@ -87,31 +87,84 @@ export function measuredVerifyCost(points: ReadonlyArray<readonly [tokens: numbe
   };
 }
 
-/** Costs of one whole request, measured inside the running engine (see calibrator/costs.ts). */
+/** A verify-cost curve from measurements: points (tokens, cost relative to a 1-token call). */
+export function measuredVerifyCost(points: ReadonlyArray<readonly [tokens: number, relCost: number]>): VerifyCost {
+  return points.length === 0 ? FLAT_VERIFY_COST : piecewiseLinear(points);
+}
+
+/** Costs of one whole request at one draft length γ, measured inside the running engine (calibrator/costs.ts). */
 export interface RequestCosts {
-  /** One verifier step (one token) in the decoding loop, ms. */
-  verifierStepMs: number;
-  /** One drafter step in the decoding loop, ms. */
-  drafterStepMs: number;
   /** Prefill cost per prompt token, ms: the verifier's, and the drafter's on top of it. */
   verifierPrefillMsPerToken: number;
   drafterPrefillMsPerToken: number;
-  verifyCost: VerifyCost;
+  /** One step of verifier-only decoding (one token), all included (sampling, bookkeeping), ms. */
+  baseStepMs: number;
+  /**
+   * One speculative step at this γ, all included: γ drafter calls, one verifier call on γ + 1
+   * tokens, the rejection sampler and the rollbacks, ms.
+   */
+  specStepMs: number;
 }
 
 /**
  * Predicted speed-up of a whole request (what the validation runs measure), not just of the
- * decoding loop. Deviation from Leviathan et al., flagged: the paper's factor ignores the prompt
- * prefill, which both decoders pay and speculation does not shorten (and the drafter adds its own
- * prefill); for short completions it dilutes the speed-up noticeably.
- *   T_base = P·pv + N·tv
- *   T_spec = P·(pv + pd) + (N / E[tokens per call])·(γ·td + tv·v(γ+1))
+ * decoding loop:
+ *   T_base = P·pv + N·t_0
+ *   T_spec = P·(pv + pd) + (N / E[tokens per call])·t_γ
+ * Deviations from Leviathan et al., flagged:
+ * - the paper's factor ignores the prompt prefill, which both decoders pay and speculation does not
+ *   shorten (and the drafter adds its own); for short completions it dilutes the speed-up;
+ * - the paper composes a step's cost as γc + 1 (here γc + v(γ+1)) from isolated model timings; t_γ
+ *   is instead the step's cost measured in the decoding loop at each γ. On this CPU the composed
+ *   cost under-estimated the loop's by ~15% at γ = 3 (cache state, allocation, sampling), which
+ *   made every prediction optimistic and pushed the fit to too long drafts.
  */
 export function requestSpeedup(alpha: number, gamma: number, promptTokens: number, newTokens: number, c: RequestCosts): number {
   check(alpha, gamma, 0);
   if (gamma === 0) return 1;
-  const base = promptTokens * c.verifierPrefillMsPerToken + newTokens * c.verifierStepMs;
-  const calls = newTokens / expectedTokensPerCall(alpha, gamma);
-  const spec = promptTokens * (c.verifierPrefillMsPerToken + c.drafterPrefillMsPerToken) + calls * (gamma * c.drafterStepMs + c.verifierStepMs * c.verifyCost(gamma + 1));
+  return requestSpeedupAt(expectedTokensPerCall(alpha, gamma), promptTokens, newTokens, c);
+}
+
+/** `requestSpeedup` with the tokens each step yields given directly (e.g. from `expectedSteps`). */
+export function requestSpeedupAt(tokensPerStep: number, promptTokens: number, newTokens: number, c: RequestCosts): number {
+  if (!(tokensPerStep >= 1)) throw new RangeError(`tokens per step must be >= 1, got ${tokensPerStep}`);
+  const base = promptTokens * c.verifierPrefillMsPerToken + newTokens * c.baseStepMs;
+  const spec = promptTokens * (c.verifierPrefillMsPerToken + c.drafterPrefillMsPerToken) + (newTokens / tokensPerStep) * c.specStepMs;
   return base / spec;
+}
+
+/**
+ * Expected verifier steps to emit a sequence whose draft at position i is accepted with
+ * probability β_i (given the prefix), at draft length γ — the engine's loop (engine/speculative.ts)
+ * in expectation: a step starting at position j drafts g = min(γ, n − j − 1) tokens, accepts the
+ * first k with probability β_j···β_{j+k−1}·(1 − β_{j+k}) (all g: β_j···β_{j+g−1}) and emits k + 1.
+ *   E[j] = 1 + Σ_k P(k | j)·E[j + k + 1],  E[j ≥ n] = 0.
+ * Deviation from the paper, flagged: the paper takes β i.i.d. with mean α, so that E[tokens per
+ * step] = (1 − α^{γ+1}) / (1 − α). Along real text β is not i.i.d. — easy stretches (boilerplate,
+ * repetitions) and hard ones — and tokens per step depend on that arrangement, in either
+ * direction (see test/speedup.test.ts); most at T = 0, where β ∈ {0, 1} and this recursion over
+ * the greedy path is exact. After a rejection at T > 0 the real path leaves the teacher-forced
+ * one; the recursion assumes the β measured along it still describe what follows.
+ */
+export function expectedSteps(beta: ArrayLike<number>, gamma: number): number {
+  check(0, gamma, 0);
+  const n = beta.length;
+  const E = new Float64Array(n + gamma + 2); // E[j] = 0 for j ≥ n
+  for (let j = n - 1; j >= 0; j--) {
+    const g = Math.min(gamma, n - j - 1);
+    let run = 1; // β_j···β_{j+k−1}
+    let e = 1;
+    for (let k = 0; k < g; k++) {
+      e += run * (1 - beta[j + k]!) * E[j + k + 1]!;
+      run *= beta[j + k]!;
+    }
+    e += run * E[j + g + 1]!;
+    E[j] = e;
+  }
+  return E[0]!;
+}
+
+/** A per-γ step-cost table (γ → ms) read at γ: measured points as they are, others piecewise linear. */
+export function costAtGamma(table: Readonly<Record<string, number>>, gamma: number): number {
+  return piecewiseLinear(Object.entries(table).map(([g, ms]) => [Number(g), ms] as const))(gamma);
 }

@@ -37,4 +37,22 @@ describe("teacher-forced measurement", () => {
     }
     expect(Math.abs(accepted / drafted - s.alpha[1]!.estimate)).toBeLessThan(0.06);
   });
+
+  it("tokens per step from the β sequences match the steps real speculative runs take, at T = 0 exactly", async () => {
+    const verifier = await model("verifier");
+    const drafter = await model("drafter-base");
+    const prompts = [...taskPrompts("en", 4, 64, "validation"), ...taskPrompts("code-py", 4, 64, "validation")].map((p) => verifier.tokenizer.encode(p));
+    const gammas = [1, 3, 5];
+    // Greedy: the spec path is the verifier's greedy path whatever γ, and β ∈ {0, 1} along it (τ = 0),
+    // so the recursion counts exactly the steps the engine takes.
+    const conts = await sampleContinuations(verifier, prompts, { newTokens: 40, temperature: 0, rng: new Xoshiro128(1) });
+    for (const [i, c] of conts.entries()) {
+      const u = await measurePrompt(drafter, c, { temperature: 0 }, [0], gammas);
+      for (const [k, g] of gammas.entries()) {
+        const run = await generate({ verifier, drafter, gamma: g, prompt: prompts[i]!, maxNewTokens: 40, temperature: 0, proposalTemperature: 0, rng: new Xoshiro128(1), stopAtEos: false });
+        expect(run.tokens).toEqual(c.continuation);
+        expect(u.steps[0]![k]).toBeCloseTo(run.stats.steps, 6);
+      }
+    }
+  });
 });

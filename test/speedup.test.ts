@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bestGamma, expectedTokensPerCall, measuredVerifyCost, operationsFactor, requestSpeedup, wallTimeFactor } from "../core/speedup.ts";
+import { bestGamma, costAtGamma, expectedSteps, expectedTokensPerCall, measuredVerifyCost, operationsFactor, requestSpeedup, wallTimeFactor } from "../core/speedup.ts";
 
 // Every expected value below is worked out by hand in the comment beside it.
 describe("analytic speed-up model", () => {
@@ -52,15 +52,51 @@ describe("analytic speed-up model", () => {
     expect(wallTimeFactor(0.8, 4, 0.1, v)).toBeCloseTo(3.3616 / 1.8, 12);
   });
 
-  it("whole-request speed-up counts the prefill both decoders pay", () => {
-    // α=.5, γ=2, P=100 prompt tokens, N=50 new; tv=2 ms, td=.1 ms, prefill .2 + .02 ms/token, v(3)=1.2
-    // base = 100·.2 + 50·2 = 120; tokens/call = 1.75 → 28.571 calls of 2·.1 + 2·1.2 = 2.6 ms
+  it("whole-request speed-up counts the prefill both decoders pay and the step cost measured at γ", () => {
+    // α=.5, γ=2, P=100 prompt tokens, N=50 new; verifier-only step 2 ms, speculative step at γ=2 2.6 ms,
+    // prefill .2 + .02 ms/token: base = 100·.2 + 50·2 = 120; tokens/call = 1.75 → 28.571 steps
     // spec = 100·.22 + 28.571·2.6 = 96.286 → S = 1.24629…
-    const c = { verifierStepMs: 2, drafterStepMs: 0.1, verifierPrefillMsPerToken: 0.2, drafterPrefillMsPerToken: 0.02, verifyCost: measuredVerifyCost([[1, 1], [3, 1.2]]) };
+    const c = { baseStepMs: 2, specStepMs: 2.6, verifierPrefillMsPerToken: 0.2, drafterPrefillMsPerToken: 0.02 };
     expect(requestSpeedup(0.5, 2, 100, 50, c)).toBeCloseTo(120 / (22 + (50 / 1.75) * 2.6), 12);
     expect(requestSpeedup(0.9, 0, 100, 50, c)).toBe(1);
     // no prompt: the loop-only factor with these costs
     expect(requestSpeedup(0.5, 2, 0, 50, c)).toBeCloseTo((50 * 2) / ((50 / 1.75) * 2.6), 12);
+  });
+
+  it("a per-γ step-cost table is read as measured, interpolated between points and extrapolated beyond", () => {
+    const table = { "1": 1.6, "3": 2.0, "6": 2.3 };
+    expect(costAtGamma(table, 3)).toBe(2.0);
+    expect(costAtGamma(table, 2)).toBeCloseTo(1.8, 12);
+    expect(costAtGamma(table, 8)).toBeCloseTo(2.5, 12);
+  });
+
+  it("expected steps along a β sequence: hand cases, and the i.i.d. formula in the limit", () => {
+    // Every draft accepted: ⌈n / (γ + 1)⌉ steps; none: one token per step.
+    expect(expectedSteps(new Float64Array(10).fill(1), 3)).toBe(3);
+    expect(expectedSteps(new Float64Array(10).fill(0), 3)).toBe(10);
+    expect(expectedSteps([0.3, 0.9, 0.5], 0)).toBe(3);
+    // n = 2, γ = 1: the first step drafts one token (β_0): accepted → 2 tokens, done; else 1 more step.
+    expect(expectedSteps([0.25, 0.6], 1)).toBeCloseTo(1 + 0.75 * 1, 12);
+    // n = 3, γ = 2, β = (.5, .4, .7): the first step drafts 2 tokens and accepts k = 0 (p .5, next at 1),
+    // 1 (p .5·.6, next at 2) or 2 (p .5·.4, done). From 1: one draft (β_1), 1 + .6·E[2]; from 2: 1 step.
+    expect(expectedSteps([0.5, 0.4, 0.7], 2)).toBeCloseTo(1 + 0.5 * (1 + 0.6 * 1) + 0.5 * 0.6 * 1, 12);
+    // A long i.i.d. sequence: tokens per step → (1 − α^{γ+1}) / (1 − α).
+    for (const [a, g] of [[0.6, 3], [0.8, 5], [0.3, 1]] as const) {
+      const n = 20_000;
+      expect(n / expectedSteps(new Float64Array(n).fill(a), g)).toBeCloseTo(expectedTokensPerCall(a, g), 2);
+    }
+  });
+
+  it("tokens per step depend on how acceptance is arranged, not only on its mean α", () => {
+    // Easy and hard stretches (β = 1 for 200 positions, then 0 for 200, …): α = .5, but the easy
+    // half takes n/2/(γ+1) steps and the hard half n/2: 1 / (.5/5 + .5) = 1.667 tokens per step
+    // at γ = 4, where i.i.d. acceptance with α = .5 gives 1.9375.
+    const beta = Array.from({ length: 4000 }, (_, i) => (Math.floor(i / 200) % 2 === 0 ? 1 : 0));
+    expect(4000 / expectedSteps(beta, 4)).toBeCloseTo(1 / (0.5 / 5 + 0.5), 6);
+    expect(expectedTokensPerCall(0.5, 4)).toBeCloseTo(1.9375, 12);
+    // Alternating 1, 0: every step accepts one draft then fails: 2 tokens per step at any γ ≥ 1.
+    const alt = Array.from({ length: 1000 }, (_, i) => (i % 2 === 0 ? 1 : 0));
+    expect(1000 / expectedSteps(alt, 3)).toBeCloseTo(2, 6);
   });
 
   it("rejects impossible inputs", () => {
