@@ -1,5 +1,7 @@
 /**
  * npm run bench:edge -- --out FILE.json [--n 2000] [--miss 300] [--seconds 5] [--concurrency 32]
+ *                       [--workers auto]  (edge processes of the second throughput run: node:cluster,
+ *                                          as functions/node.ts --workers; auto = one per core; 1 = none)
  *                       [--profile DIR]   (a V8 CPU profile of the edge process)
  *
  * The edge gateway's own cost, measured in one run against one trivial origin (fixed JSON, no
@@ -10,11 +12,15 @@
  *   calibrator/store.ts), sequential, direct and edge interleaved so drift hits both alike;
  *   p50 / p99 of each path and of their difference, plus the edge's own `x-fairspec-overhead-ms`
  *   (time from arrival to dispatch);
- *   - warm cache: the key and the params are cached (the steady state);
+ *   - warm cache: the key and the params are cached (the steady state); once with no task hint
+ *     (the ONNX classifier runs on every request) and once with `x-fairspec-task` (it does not);
  *   - cache miss: both caches are emptied before every request (key lookup + params read from
  *     libSQL on the request path);
  * - routed requests per second: `--concurrency` requests in flight for `--seconds`, through the
- *   edge (warm) and, for reference, straight to the origin.
+ *   edge (warm; one process, the Node entry's default), through the edge run with `--workers`
+ *   processes (node:cluster, a second edge started for this run only), and, for reference,
+ *   straight to the origin. The CPU time of every process on the path (edge, origin, load
+ *   generator) is reported per request: the cores are shared, so their sum bounds requests/s.
  *
  * For scale, the same figures for a bare Node proxy (node:http in, node:http out, piped, no logic
  * at all): the floor any Node gateway pays on this machine.
@@ -41,6 +47,8 @@ const { values: a } = parseArgs({
     miss: { type: "string", default: "300" },
     seconds: { type: "string", default: "5" },
     concurrency: { type: "string", default: "32" },
+    /** Edge processes of the cluster throughput run (functions/node.ts --workers): a count, or auto (one per core); 1: no such run. */
+    workers: { type: "string", default: "auto" },
     /** Write a V8 CPU profile of the edge process into this directory. */
     profile: { type: "string" },
     // internal: child roles
@@ -56,6 +64,9 @@ const { values: a } = parseArgs({
 async function runOrigin() {
   const { startTrivialOrigin } = await import("../test/workers/fixtures.ts");
   const o = await startTrivialOrigin("bench", { record: false });
+  process.on("message", (m: { cmd: string }) => {
+    if (m.cmd === "cpu") process.send!({ cpu: process.cpuUsage() });
+  });
   process.send!({ url: o.url });
 }
 
@@ -80,19 +91,45 @@ async function runProxy() {
 
 async function runEdge() {
   process.once("SIGINT", () => process.exit(0));
-  const { startNodeEdge } = await import("../functions/node.ts");
+  const { default: cluster } = await import("node:cluster");
+  const { startNodeEdge, forkEdgeWorkers, serveClusterWorker } = await import("../functions/node.ts");
+  const workers = Number(a.workers);
+  if (workers > 1 && cluster.isPrimary) {
+    // node:cluster: this process forks the edge workers (this script again) and answers for them.
+    const edges = await forkEdgeWorkers(workers);
+    process.on("message", (m: { cmd: string }) => {
+      void edges.call<NodeJS.CpuUsage | true>(m).then((answers) => {
+        if (m.cmd === "evict") process.send!({ ok: true });
+        else if (m.cmd === "cpu") {
+          const cpu = process.cpuUsage();
+          for (const c of answers as NodeJS.CpuUsage[]) {
+            cpu.user += c.user;
+            cpu.system += c.system;
+          }
+          process.send!({ cpu });
+        }
+      });
+    });
+    process.send!({ url: edges.url });
+    return;
+  }
   const { parseEdgeConfig } = await import("../functions/config.ts");
   const { edgeConfigInput } = await import("../test/workers/fixtures.ts");
   const config = parseEdgeConfig(edgeConfigInput({ defaultUrls: [a.origin!], extra: { rateLimit: { burst: 1_000_000_000, perSecond: 1_000_000_000 } } }));
   const edge = await startNodeEdge({ config, dbUrl: `file:${a.db}`, adminToken: null, port: 0 });
-  process.on("message", (m: { cmd: string }) => {
+  const command = (m: { cmd: string }): NodeJS.CpuUsage | true | null => {
     if (m.cmd === "evict") {
       edge.edge.state.params.evict();
       edge.edge.state.keys.evict();
-      process.send!({ ok: true });
-    } else if (m.cmd === "cpu") {
-      process.send!({ cpu: process.cpuUsage() });
+      return true;
     }
+    return m.cmd === "cpu" ? process.cpuUsage() : null;
+  };
+  if (cluster.isWorker) return serveClusterWorker(edge, (m) => command(m as { cmd: string }));
+  process.on("message", (m: { cmd: string }) => {
+    const r = command(m);
+    if (m.cmd === "evict") process.send!({ ok: r });
+    else if (m.cmd === "cpu") process.send!({ cpu: r });
   });
   process.send!({ url: edge.url });
 }
@@ -122,11 +159,11 @@ const cpuOf = async (child: ChildProcess) => {
 const agent = new Agent({ keepAlive: true, maxSockets: 256 });
 
 /** One POST; resolves when the whole body is in. Returns [ms, status, overhead header]. */
-function post(url: string, path: string, body: string, key: string | null): Promise<[number, number, number]> {
+function post(url: string, path: string, body: string, key: string | null, extra: Record<string, string> = {}): Promise<[number, number, number]> {
   return new Promise((resolve, reject) => {
     const u = new URL(path, url);
     const t0 = performance.now();
-    const headers: Record<string, string | number> = { "content-type": "application/json", "content-length": Buffer.byteLength(body) };
+    const headers: Record<string, string | number> = { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...extra };
     if (key) headers.authorization = `Bearer ${key}`;
     const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: "POST", agent, headers }, (res) => {
       res.on("data", () => {});
@@ -145,7 +182,7 @@ const pct = (xs: number[], p: number) => {
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 const summary = (xs: number[]) => ({ n: xs.length, p50: r3(pct(xs, 50)), p90: r3(pct(xs, 90)), p99: r3(pct(xs, 99)), mean: r3(xs.reduce((s, x) => s + x, 0) / xs.length) });
 
-async function latency(originUrl: string, proxyUrl: string, edgeUrl: string, key: string, n: number, beforeEdge?: () => Promise<void>) {
+async function latency(originUrl: string, proxyUrl: string, edgeUrl: string, key: string, n: number, beforeEdge?: () => Promise<void>, edgeHeaders: Record<string, string> = {}) {
   const body = JSON.stringify({ model: "fairspec", messages: [{ role: "user", content: "Hello there" }], temperature: 1 });
   const direct: number[] = [];
   const proxy: number[] = [];
@@ -154,7 +191,7 @@ async function latency(originUrl: string, proxyUrl: string, edgeUrl: string, key
   const diff: number[] = [];
   const runEdge = async () => {
     await beforeEdge?.();
-    const e = await post(edgeUrl, "/v1/chat/completions", body, key);
+    const e = await post(edgeUrl, "/v1/chat/completions", body, key, edgeHeaders);
     if (e[1] !== 200) throw new Error(`edge answered ${e[1]}`);
     return e;
   };
@@ -221,7 +258,7 @@ async function main() {
     children.push(origin.child);
     const db = join(dir, "edge.db");
     const seeded = await seedStore(db, { base: [origin.url], balanced: [origin.url], vllm: [origin.url] });
-    const edge = await start(["--role", "edge", "--origin", origin.url, "--db", db], a.profile ? ["--cpu-prof", `--cpu-prof-dir=${a.profile}`] : []);
+    const edge = await start(["--role", "edge", "--origin", origin.url, "--db", db, "--workers", "1"], a.profile ? ["--cpu-prof", `--cpu-prof-dir=${a.profile}`] : []);
     children.push(edge.child);
     const proxy = await start(["--role", "proxy", "--origin", origin.url]);
     children.push(proxy.child);
@@ -236,12 +273,52 @@ async function main() {
         `${what}: direct p50 ${l.direct_ms.p50} ms, edge p50 ${l.edge_ms.p50} ms → added p50 ${l.added_ms.p50} ms, p99 ${l.added_ms.p99} ms (a bare Node proxy adds p50 ${l.bare_proxy_added_ms.p50}, p99 ${l.bare_proxy_added_ms.p99})`,
       );
     line("warm cache", warm);
+    // The same with the client's task hint: the classifier (onnxruntime-web, ~0.08 ms) is skipped.
+    const warmHinted = await latency(origin.url, proxy.url, edge.url, key, n, undefined, { "x-fairspec-task": "en" });
+    line("warm cache, task hinted", warmHinted);
     const miss = await latency(origin.url, proxy.url, edge.url, key, nMiss, () => ask<void>(edge.child, { cmd: "evict" }).then(() => undefined));
     line("cache miss", miss);
-    const cpu0 = await cpuOf(edge.child);
-    const viaEdge = await throughput(edge.url, key, seconds, concurrency);
-    const edgeCpuMsPerRequest = r3(((await cpuOf(edge.child)) - cpu0) / Math.max(1, viaEdge.ok));
-    console.log(`through the edge: ${viaEdge.requests_per_s} req/s (${viaEdge.failed} failed) at concurrency ${concurrency}; edge process CPU ${edgeCpuMsPerRequest} ms per request`);
+    // CPU of every process on the path (the machine's cores are shared by all three): where the
+    // requests/s ceiling comes from, and whether the load generator is the limit.
+    const ownCpu = () => {
+      const c = process.cpuUsage();
+      return (c.user + c.system) / 1000;
+    };
+    const routed = async (edgeChild: ChildProcess, url: string) => {
+      const [cpu0, originCpu0, clientCpu0] = [await cpuOf(edgeChild), await cpuOf(origin.child), ownCpu()];
+      const t = await throughput(url, key, seconds, concurrency);
+      const clientCpu1 = ownCpu();
+      const perRequest = (ms: number) => r3(ms / Math.max(1, t.ok));
+      const edgeMs = perRequest((await cpuOf(edgeChild)) - cpu0);
+      const originMs = perRequest((await cpuOf(origin.child)) - originCpu0);
+      const clientMs = perRequest(clientCpu1 - clientCpu0);
+      return {
+        ...t,
+        edge_process_cpu_ms_per_request: edgeMs,
+        single_core_ceiling_requests_per_s: Math.round(1000 / edgeMs),
+        origin_process_cpu_ms_per_request: originMs,
+        client_process_cpu_ms_per_request: clientMs,
+        /** Every core busy with this path and nothing else: client + origin + edge CPU per request. */
+        all_cores_ceiling_requests_per_s: Math.round((cpus().length * 1000) / (edgeMs + originMs + clientMs)),
+      };
+    };
+    type Routed = Awaited<ReturnType<typeof routed>>;
+    const cpuLine = (t: Pick<Routed, "edge_process_cpu_ms_per_request" | "origin_process_cpu_ms_per_request" | "client_process_cpu_ms_per_request" | "all_cores_ceiling_requests_per_s">) =>
+      `edge process CPU ${t.edge_process_cpu_ms_per_request} ms per request (origin ${t.origin_process_cpu_ms_per_request}, client ${t.client_process_cpu_ms_per_request}: ${cpus().length} cores at 100% would give ${t.all_cores_ceiling_requests_per_s} req/s)`;
+    const viaEdge = await routed(edge.child, edge.url);
+    console.log(`through the edge: ${viaEdge.requests_per_s} req/s (${viaEdge.failed} failed) at concurrency ${concurrency}; ${cpuLine(viaEdge)}`);
+    // The same edge in `workers` processes (node:cluster), started for this run only.
+    const workers = a.workers === "auto" ? cpus().length : Number(a.workers);
+    let viaWorkers: (Omit<Routed, "single_core_ceiling_requests_per_s"> & { workers: number }) | null = null;
+    if (workers > 1) {
+      const cluster = await start(["--role", "edge", "--origin", origin.url, "--db", db, "--workers", String(workers)]);
+      children.push(cluster.child);
+      await throughput(cluster.url, key, 1, concurrency); // warm-up
+      const { single_core_ceiling_requests_per_s: _one, ...t } = await routed(cluster.child, cluster.url);
+      viaWorkers = { workers, ...t };
+      console.log(`through the edge, ${workers} worker processes: ${viaWorkers.requests_per_s} req/s (${viaWorkers.failed} failed); ${cpuLine(viaWorkers)}`);
+      cluster.child.kill("SIGINT");
+    }
     const bare = await throughput(proxy.url, null, seconds, concurrency);
     console.log(`through a bare Node proxy: ${bare.requests_per_s} req/s`);
     const direct = await throughput(origin.url, null, seconds, concurrency);
@@ -253,17 +330,19 @@ async function main() {
       machine: { cpus: cpus().length, model: cpus()[0]?.model ?? null, loadavg_at_start: loadavg(), node: process.version },
       setup: {
         origin: "trivial (fixed JSON, test/workers/fixtures.ts), own process",
-        edge: "functions/node.ts (@hono/node-server, @libsql/client file: database), own process",
+        edge: "functions/node.ts (@hono/node-server, @libsql/client file: database), own process; for edge_workers, the same with --workers N (node:cluster)",
         bare_proxy: "node:http server piping to node:http client (no logic), own process",
         client: "node:http keep-alive, this process",
         request: "POST /v1/chat/completions, non-stream, one user message",
       },
       warm_cache: warm,
+      warm_cache_task_hinted: warmHinted,
       cache_miss: { ...miss, note: "key and params caches emptied before each edge request: key lookup + params read from the local libSQL file on the request path" },
       throughput: {
         concurrency,
         seconds,
-        edge: { ...viaEdge, edge_process_cpu_ms_per_request: edgeCpuMsPerRequest, single_core_ceiling_requests_per_s: Math.round(1000 / edgeCpuMsPerRequest) },
+        edge: viaEdge,
+        edge_workers: viaWorkers,
         bare_proxy: bare,
         direct,
       },

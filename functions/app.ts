@@ -40,7 +40,7 @@ import {
 import { choosePolicy, indexSnapshot, lookupParams, type ParamsIndex } from "./params.ts";
 import { RateLimiter } from "./ratelimit.ts";
 import { ClientGoneError, dispatch, planAttempts, resolvePool, type RoutePool } from "./routing.ts";
-import { countsOf, relayBody, type RelayOutcome, type SpecCounts } from "./stream.ts";
+import { countsOf, nativeBodyOf, relayBody, type RelayOutcome, type SpecCounts } from "./stream.ts";
 import { latestUserText, TASK_ID, withTimeout, type TaskClassifier, type TaskSource } from "./task.ts";
 import { TelemetryBuffer } from "./telemetry.ts";
 
@@ -51,7 +51,21 @@ export interface Clock {
   iso(): string;
 }
 
-export const systemClock: Clock = { now: () => performance.now(), iso: () => new Date().toISOString() };
+// Wall time as ISO-8601, formatted once per millisecond (many requests share one).
+let isoMs = -1;
+let isoText = "";
+
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  iso: () => {
+    const t = Date.now();
+    if (t !== isoMs) {
+      isoMs = t;
+      isoText = new Date(t).toISOString();
+    }
+    return isoText;
+  },
+};
 
 export interface EdgeDeps {
   config: EdgeConfig;
@@ -80,7 +94,7 @@ export interface EdgeApp {
   };
 }
 
-type Kind = "chat" | "completion";
+export type Kind = "chat" | "completion";
 
 const looseStreamOptions = z.looseObject({ include_usage: z.boolean().nullable().optional() }).nullable().optional();
 const common = {
@@ -111,6 +125,59 @@ const completionSchema = z.looseObject({
   prompt: z.union([z.string(), z.array(z.string()), tokens, z.array(tokens)], { error: "must be a string, an array of strings, or token ids" }),
 });
 
+/** The request schemas (zod): what the gateway checks of a body (errors name the field). */
+export const requestSchemas = { chat: chatSchema, completion: completionSchema } as const;
+
+type ChatRequest = z.output<typeof chatSchema>;
+type CompletionRequest = z.output<typeof completionSchema>;
+
+const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
+const isOptBool = (x: unknown) => x === undefined || x === null || typeof x === "boolean";
+const isTokenIds = (x: unknown): boolean => {
+  if (!Array.isArray(x)) return false;
+  for (const t of x) if (typeof t !== "number" || !Number.isSafeInteger(t) || t < 0) return false;
+  return true;
+};
+
+/**
+ * The common, valid request, checked without zod: true only where the schema accepts the body
+ * as it is (then the schema's output carries the same values), false for anything else, which
+ * zod then checks (and words the error for). A subset of the schema by construction, never a
+ * widening: test/edge-fastpaths.test.ts holds it to zod on generated bodies.
+ */
+export function plainlyValid(kind: Kind, body: Record<string, unknown>): boolean {
+  const model = body.model;
+  if (typeof model !== "string" || model.length === 0) return false;
+  if (!isOptBool(body.stream)) return false;
+  const so = body.stream_options;
+  if (so !== undefined && so !== null && !(isRecord(so) && isOptBool(so.include_usage))) return false;
+  const t = body.temperature;
+  if (t !== undefined && t !== null && !(typeof t === "number" && t >= 0 && t <= 2)) return false;
+  const fs = body.fairspec;
+  if (fs !== undefined && fs !== null) {
+    if (!isRecord(fs)) return false;
+    for (const k in fs) if (k !== "task") return false;
+    if (fs.task !== undefined && !(typeof fs.task === "string" && TASK_ID.test(fs.task))) return false;
+  }
+  if (kind === "chat") {
+    const messages = body.messages;
+    if (!Array.isArray(messages) || messages.length === 0) return false;
+    for (const m of messages) {
+      if (!isRecord(m) || typeof m.role !== "string") return false;
+      const c = m.content;
+      if (c === undefined || c === null || typeof c === "string") continue;
+      if (!Array.isArray(c)) return false;
+      for (const p of c) if (!isRecord(p) || typeof p.type !== "string" || (p.text !== undefined && typeof p.text !== "string")) return false;
+    }
+    return true;
+  }
+  const prompt = body.prompt;
+  if (typeof prompt === "string") return true;
+  if (!Array.isArray(prompt)) return false;
+  if (prompt.every((x) => typeof x === "string")) return true;
+  return isTokenIds(prompt) || prompt.every(isTokenIds);
+}
+
 function paramOf(path: readonly PropertyKey[]): string | null {
   let s = "";
   for (const p of path) s += typeof p === "number" ? `[${p}]` : s ? `.${String(p)}` : String(p);
@@ -124,6 +191,8 @@ function validationFailure(error: z.ZodError): EdgeError {
   const param = paramOf(path);
   return badRequest(param ? `${param}: ${i.message}` : i.message, param, "invalid_value");
 }
+
+const decoder = new TextDecoder();
 
 /** The body as text, refusing more than `max` bytes (413) whatever Content-Length claims. */
 async function readBody(req: Request, max: number): Promise<string> {
@@ -149,14 +218,14 @@ async function readBody(req: Request, max: number): Promise<string> {
     }
     parts.push(r.value);
   }
-  if (parts.length === 1) return new TextDecoder().decode(parts[0]);
+  if (parts.length === 1) return decoder.decode(parts[0]);
   const all = new Uint8Array(total);
   let at = 0;
   for (const p of parts) {
     all.set(p, at);
     at += p.length;
   }
-  return new TextDecoder().decode(all);
+  return decoder.decode(all);
 }
 
 /** Largest non-stream body read whole (larger ones are relayed chunk by chunk). */
@@ -191,7 +260,37 @@ async function readWhole(body: ReadableStream<Uint8Array>, max: number, idleMs: 
 
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "proxy-connection", "upgrade", "te", "trailer"]);
 
-const ms3 = (x: number) => (Math.round(x * 1000) / 1000).toString();
+/**
+ * A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits (from randomUUID). As
+ * unique as a v4 and in time order, so telemetry's unique index on request_id is appended to
+ * instead of being written all over (a v4 per row dirtied a random index page per row).
+ */
+export function uuidv7(ms: number = Date.now()): string {
+  const r = crypto.randomUUID(); // xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx (V: the variant)
+  if (ms !== uuidMs) {
+    uuidMs = ms;
+    const t = Math.floor(ms).toString(16).padStart(12, "0");
+    uuidPrefix = `${t.slice(0, 8)}-${t.slice(8, 12)}-7`;
+  }
+  return uuidPrefix + r.slice(15, 18) + r.slice(18);
+}
+let uuidMs = NaN;
+let uuidPrefix = "";
+
+/** Milliseconds to 3 decimals, as `(Math.round(x * 1000) / 1000).toString()` gives them, without the float formatting. */
+export function ms3(x: number): string {
+  const n = Math.round(x * 1000);
+  if (!Number.isSafeInteger(n) || n < 0) return (n / 1000).toString();
+  const int = Math.floor(n / 1000);
+  let frac = n - int * 1000;
+  if (frac === 0) return String(int);
+  let digits = 3;
+  while (frac % 10 === 0) {
+    frac /= 10;
+    digits--;
+  }
+  return `${int}.${String(frac).padStart(digits, "0")}`;
+}
 
 export function createEdgeApp(deps: EdgeDeps): EdgeApp {
   const { config, db } = deps;
@@ -214,7 +313,22 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
   const limiter = new RateLimiter(now, config.rateLimit.burst, config.rateLimit.perSecond, cacheCfg.maxKeys);
 
   const defaultPool = resolvePool(config.defaultPool, null, config)!;
-  const fallbackPoolFor = (index: ParamsIndex | null): RoutePool | null => (config.fallbackPool ? resolvePool(config.fallbackPool, index, config) : null);
+  // Resolved pools change only with the params index: resolved once per (index, pool id).
+  let poolsOf: ParamsIndex | null = null;
+  let pools = new Map<string, RoutePool | null>();
+  const poolFor = (id: string, index: ParamsIndex | null): RoutePool | null => {
+    if (index !== poolsOf) {
+      poolsOf = index;
+      pools = new Map();
+    }
+    let p = pools.get(id);
+    if (p === undefined) {
+      p = resolvePool(id, index, config);
+      pools.set(id, p);
+    }
+    return p;
+  };
+  const fallbackPoolFor = (index: ParamsIndex | null): RoutePool | null => (config.fallbackPool ? poolFor(config.fallbackPool, index) : null);
 
   const background = (c: Context): Background => {
     let ctx: { waitUntil(p: Promise<unknown>): void } | undefined;
@@ -246,8 +360,25 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
   };
 
   const hashKey = deps.sha256 ?? sha256Hex;
+  // The sha256 of keys that authenticated lately, so a valid key is not hashed again on every
+  // request. Bounded (cache.maxKeys, least recently used out); only keys that matched a stored,
+  // unrevoked key get in. The hash is a function of the key alone (nothing here goes stale); the
+  // record's stored hash is still compared in constant time on every request.
+  const knownHashes = new Map<string, string>();
+  const hashOf = (token: string): string | Promise<string> => {
+    const h = knownHashes.get(token);
+    if (h === undefined) return hashKey(token);
+    knownHashes.delete(token);
+    knownHashes.set(token, h);
+    return h;
+  };
+  const rememberHash = (token: string, hash: string) => {
+    if (knownHashes.has(token)) return;
+    if (knownHashes.size >= cacheCfg.maxKeys) knownHashes.delete(knownHashes.keys().next().value!);
+    knownHashes.set(token, hash);
+  };
   const lookupKey = async (token: string, bg: Background): Promise<KeyRecord | null> => {
-    const hash = await hashKey(token);
+    const hash = await hashOf(token);
     let rec: KeyRecord | null;
     try {
       rec = (await keys.get(hash, () => db.findKey(hash), bg)).value;
@@ -257,7 +388,11 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
       // Fail closed: a key this isolate has never seen cannot be verified while libSQL is down.
       throw unavailable("This API key cannot be verified right now (the key store is unreachable and this key was not seen recently); retry shortly.", "auth_unavailable", 1);
     }
-    if (!rec || rec.revoked || !constantTimeEqual(rec.keyHash, hash)) return null;
+    if (!rec || rec.revoked || !constantTimeEqual(rec.keyHash, hash)) {
+      knownHashes.delete(token);
+      return null;
+    }
+    rememberHash(token, hash);
     return rec;
   };
 
@@ -404,6 +539,22 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
 
   // ---- inference ----
 
+  /** One telemetry row; the write goes after the response, one per window (handed to waitUntil). */
+  const record = (bg: Background, tenantId: string, task: string, poolId: string, t0: number, counts: SpecCounts | null) => {
+    telemetry.add({
+      requestId: uuidv7(),
+      tenantId,
+      task,
+      poolId,
+      drafted: counts?.drafted ?? 0,
+      accepted: counts?.accepted ?? 0,
+      completionTokens: counts?.completionTokens ?? 0,
+      latencyMs: now() - t0,
+      createdAt: clock.iso(),
+    });
+    bg(telemetry.schedule(config.telemetry.flushDelayMs));
+  };
+
   const handle = async (c: Context, kind: Kind, path: string): Promise<Response> => {
     const t0 = now();
     const bg = background(c);
@@ -423,9 +574,13 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
       throw badRequest("The request body is not valid JSON.", null, "invalid_json");
     }
     if (typeof body !== "object" || body === null || Array.isArray(body)) throw badRequest("The request body must be a JSON object.", null, "invalid_json");
-    const checked = (kind === "chat" ? chatSchema : completionSchema).safeParse(body);
-    if (!checked.success) throw validationFailure(checked.error);
-    const req = checked.data;
+    let req: ChatRequest | CompletionRequest;
+    if (plainlyValid(kind, body)) req = body as ChatRequest | CompletionRequest;
+    else {
+      const checked = (kind === "chat" ? chatSchema : completionSchema).safeParse(body);
+      if (!checked.success) throw validationFailure(checked.error);
+      req = checked.data;
+    }
     if (req.model !== config.model) throw notFound(`The model '${req.model}' does not exist; this gateway serves '${config.model}'.`, "model_not_found", "model");
     const stream = req.stream === true;
     const includeUsage = stream && req.stream_options?.include_usage === true;
@@ -467,7 +622,7 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
       const chosen = choosePolicy(index, rec.policy, config.defaultPolicy);
       policyId = chosen?.id ?? null;
       const p = chosen ? (lookupParams(index, chosen.id, task, temperature) ?? lookupParams(index, chosen.id, rec.defaultTask, temperature)) : undefined;
-      const resolved = p ? resolvePool(p.poolId, index, config) : null;
+      const resolved = p ? poolFor(p.poolId, index) : null;
       if (p && resolved) {
         pool = resolved;
         wanted = { drafter: p.drafter, gamma: p.gamma, proposal_temperature: p.proposalTemperature };
@@ -477,9 +632,14 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
     const tParams = now();
 
     // What the origin gets: no `fairspec` field; a usage chunk on every stream (for telemetry).
-    const { fairspec: _hint, ...forward } = body;
+    // (requestBodyFor copies the body again: it is only copied here when something changes.)
     const stripUsage = stream && !includeUsage && config.telemetry.streamUsage;
-    if (stripUsage) forward.stream_options = { ...(req.stream_options ?? {}), include_usage: true };
+    let forward = body;
+    if ("fairspec" in body || stripUsage) {
+      const { fairspec: _hint, ...rest } = body;
+      forward = rest;
+      if (stripUsage) forward.stream_options = { ...(req.stream_options ?? {}), include_usage: true };
+    }
     const headers: Record<string, string> = {
       "content-type": "application/json",
       accept: stream ? "text/event-stream" : "application/json",
@@ -501,7 +661,7 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
     const d = await dispatch(attempts, {
       fetch: doFetch,
       path,
-      body: (a) => bodies.get(a)!,
+      bodies,
       headers,
       clientSignal: c.req.raw.signal,
       headersTimeoutMs: stream ? config.timeouts.firstByteMs : config.timeouts.nonStreamMs,
@@ -520,58 +680,42 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
     out["x-fairspec-pool"] = d.attempt.pool.id;
     out["x-fairspec-params-version"] = version;
     if (policyId) out["x-fairspec-policy"] = policyId;
-    out["x-fairspec-overhead-ms"] = ms3(overhead);
-    out["server-timing"] = [
-      `edge;dur=${ms3(overhead)};desc="gateway before dispatch"`,
-      `auth;dur=${ms3(tAuth - t0)}`,
-      `task;dur=${ms3(tTask - tAuth)};desc="${source}"`,
-      `params;dur=${ms3(tParams - tTask)}`,
-      `origin;dur=${ms3(d.ttfbMs)};desc="to headers, ${d.log.length} attempt${d.log.length > 1 ? "s" : ""}"`,
-    ].join(", ");
+    const overheadMs = ms3(overhead);
+    out["x-fairspec-overhead-ms"] = overheadMs;
+    out["server-timing"] =
+      `edge;dur=${overheadMs};desc="gateway before dispatch", auth;dur=${ms3(tAuth - t0)}, task;dur=${ms3(tTask - tAuth)};desc="${source}", ` +
+      `params;dur=${ms3(tParams - tTask)}, origin;dur=${ms3(d.ttfbMs)};desc="to headers, ${d.log.length} attempt${d.log.length > 1 ? "s" : ""}"`;
 
-    if (!up.body) return new Response(null, { status: up.status, headers: out });
+    // The fetch's own whole-body reader (node-fetch.ts), when it has one: no web stream for the
+    // one-burst JSON answers; otherwise (Workers) `up.body`.
+    const native = nativeBodyOf(up);
+    if (native ? !native.hasBody : !up.body) return new Response(null, { status: up.status, headers: out });
     const ok = up.status >= 200 && up.status < 300;
     const ctype = up.headers.get("content-type") ?? "";
     const declared = Number(up.headers.get("content-length") ?? NaN);
     const mode = ctype.includes("text/event-stream") ? "sse" : ok && ctype.includes("json") ? "json" : "raw";
-    const record = (counts: SpecCounts | null) => {
-      telemetry.add({
-        requestId: crypto.randomUUID(),
-        tenantId: rec.tenantId,
-        task,
-        poolId: d.attempt.pool.id,
-        drafted: counts?.drafted ?? 0,
-        accepted: counts?.accepted ?? 0,
-        completionTokens: counts?.completionTokens ?? 0,
-        latencyMs: now() - t0,
-        createdAt: clock.iso(),
-      });
-      // Telemetry after the response, never on its path: one write per window.
-      bg(telemetry.schedule(config.telemetry.flushDelayMs));
-    };
-
     if (mode === "json" && !(declared > MAX_WHOLE_BODY)) {
       // A non-stream answer arrives in one burst once generation is done: read it whole (bounded),
       // forward the same bytes. A body that breaks off becomes a clean 502 rather than truncated JSON.
-      let bytes: Uint8Array<ArrayBuffer>;
+      let bytes: Uint8Array;
       try {
-        bytes = await readWhole(up.body, MAX_WHOLE_BODY, config.timeouts.idleMs);
+        bytes = native ? await native.readWhole(MAX_WHOLE_BODY, config.timeouts.idleMs) : await readWhole(up.body!, MAX_WHOLE_BODY, config.timeouts.idleMs);
       } catch (e) {
         d.abort(e);
         throw badGateway(`The origin failed while sending its response (${d.attempt.pool.id} ${d.attempt.url}): ${(e as Error).message}.`, "origin_body_error");
       }
       let counts: SpecCounts | null = null;
       try {
-        counts = countsOf(JSON.parse(new TextDecoder().decode(bytes)));
+        counts = countsOf(JSON.parse(decoder.decode(bytes)));
       } catch {
         // Not JSON after all: forwarded as is, without counts.
       }
-      record(counts);
-      return new Response(bytes, { status: up.status, headers: out });
+      record(bg, rec.tenantId, task, d.attempt.pool.id, t0, counts);
+      return new Response(bytes as Uint8Array<ArrayBuffer>, { status: up.status, headers: out });
     }
     let finished!: (v: { outcome: RelayOutcome; counts: SpecCounts | null }) => void;
     const done = new Promise<{ outcome: RelayOutcome; counts: SpecCounts | null }>((r) => (finished = r));
-    const relayed = relayBody(up.body, {
+    const relayed = relayBody(up.body!, {
       mode,
       stripUsage: stripUsage && mode === "sse",
       idleMs: config.timeouts.idleMs,
@@ -580,7 +724,7 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
     });
     bg(
       done.then(({ outcome, counts }) => {
-        if (outcome === "done" && ok) record(counts);
+        if (outcome === "done" && ok) record(bg, rec.tenantId, task, d.attempt.pool.id, t0, counts);
       }),
     );
     return new Response(relayed, { status: up.status, headers: out });

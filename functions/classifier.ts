@@ -114,11 +114,31 @@ export function ngramIds(bytes: Uint8Array, spec: FeatureSpec): number[] {
 }
 
 export function softmax(logits: ArrayLike<number>): number[] {
+  const n = logits.length;
   let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
-  const e = Array.from({ length: logits.length }, (_, i) => Math.exp(logits[i]! - max));
-  const sum = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / sum);
+  for (let i = 0; i < n; i++) max = Math.max(max, logits[i]!);
+  // Plain loops, same operations in the same order as exp / sum-from-0 / divide element-wise.
+  const e: number[] = new Array<number>(n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += e[i] = Math.exp(logits[i]! - max);
+  for (let i = 0; i < n; i++) e[i] = e[i]! / sum;
+  return e;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** The ids as int64 (they are in [0, 2^31)): written as 32-bit halves, no BigInt per id. */
+function int64Ids(ids: readonly number[]): BigInt64Array {
+  const data = new BigInt64Array(ids.length);
+  if (LITTLE_ENDIAN) {
+    const halves = new Int32Array(data.buffer);
+    for (let i = 0; i < ids.length; i++) {
+      const v = ids[i]!;
+      if (v >= 0 && v <= 0x7fffffff && Number.isInteger(v)) halves[2 * i] = v;
+      else data[i] = BigInt(v);
+    }
+  } else for (let i = 0; i < ids.length; i++) data[i] = BigInt(ids[i]!);
+  return data;
 }
 
 function checkMeta(meta: TaskClassifierMeta): void {
@@ -156,7 +176,7 @@ export async function createTaskClassifier(
   let queue: Promise<unknown> = Promise.resolve();
 
   const run = async (ids: number[]): Promise<Float32Array> => {
-    const data = BigInt64Array.from(ids, (v) => BigInt(v));
+    const data = int64Ids(ids);
     const input = new ort.Tensor("int64", data, [ids.length]);
     const out = await session.run({ [inputName]: input });
     const logits = out[outputName];
@@ -172,11 +192,12 @@ export async function createTaskClassifier(
       const ids = ngramIds(snippetBytes(String(text ?? ""), meta.snippet.bytes), meta.features);
       const result = queue.then(() => run(ids));
       queue = result.catch(() => undefined);
-      const probs = softmax(await result);
+      const logits = await result;
+      const probs = softmax(logits);
       let best = 0;
       for (let i = 1; i < probs.length; i++) if (probs[i]! > probs[best]!) best = i;
       const scores: Record<string, number> = {};
-      labels.forEach((l, i) => (scores[l] = probs[i]!));
+      for (let i = 0; i < labels.length; i++) scores[labels[i]!] = probs[i]!;
       return { task: labels[best]!, confidence: probs[best]!, scores };
     },
   };

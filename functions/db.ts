@@ -86,6 +86,33 @@ export interface EdgeDb {
 // Any Drizzle libSQL database (web, node, http): the query builder is the same.
 type Db = LibSQLDatabase<Record<string, never>>;
 
+/**
+ * The telemetry INSERT: every row of a batch as one JSON parameter, unpacked by SQLite's
+ * `json_each`. Same rows and the same `ON CONFLICT (request_id) DO NOTHING` as Drizzle's multi-row
+ * VALUES, but one short statement text whatever the batch size: no query building in JS (Drizzle
+ * spent ~30 µs per row on it) and no parsing of a 1,800-placeholder statement by SQLite per batch.
+ * (`WHERE true` is SQLite's way to put an upsert clause after a SELECT.)
+ */
+const TELEMETRY_FIELDS = {
+  requestId: telemetry.requestId,
+  tenantId: telemetry.tenantId,
+  task: telemetry.task,
+  poolId: telemetry.poolId,
+  drafted: telemetry.drafted,
+  accepted: telemetry.accepted,
+  completionTokens: telemetry.completionTokens,
+  latencyMs: telemetry.latencyMs,
+  createdAt: telemetry.createdAt,
+} as const satisfies Record<keyof TelemetryRow, unknown>;
+const telemetryInsertHead = sql.raw(
+  `insert into "telemetry" (${Object.values(TELEMETRY_FIELDS)
+    .map((c) => `"${c.name}"`)
+    .join(", ")}) select ${Object.keys(TELEMETRY_FIELDS)
+    .map((k) => `value ->> '$.${k}'`)
+    .join(", ")} from json_each(`,
+);
+const telemetryInsertTail = sql.raw(`) where true on conflict ("${telemetry.requestId.name}") do nothing`);
+
 const toRunPool = (r: typeof pools.$inferSelect): RunPool => ({
   id: r.poolId,
   kind: r.kind,
@@ -206,7 +233,7 @@ export function createEdgeDb(db: Db): EdgeDb {
 
     async insertTelemetry(rows) {
       // A retried batch (its first reply lost) must not count twice: requestId is unique.
-      if (rows.length > 0) await db.insert(telemetry).values([...rows]).onConflictDoNothing({ target: telemetry.requestId });
+      if (rows.length > 0) await db.run(sql`${telemetryInsertHead}${JSON.stringify(rows)}${telemetryInsertTail}`);
     },
   };
 }

@@ -86,7 +86,8 @@ export interface DispatchOptions {
   fetch: typeof fetch;
   /** e.g. "/v1/chat/completions" */
   path: string;
-  body: (a: Attempt) => string;
+  /** Each attempt's serialised request body. */
+  bodies: ReadonlyMap<Attempt, string>;
   headers: Record<string, string>;
   clientSignal?: AbortSignal;
   headersTimeoutMs: number;
@@ -100,6 +101,18 @@ export class ClientGoneError extends Error {
 
 class HeadersTimeout extends Error {
   override name = "HeadersTimeout";
+}
+
+/**
+ * Forwards the client's abort to one attempt's request. A listener object rather than a closure
+ * per attempt: bundlers that keep function names (tsx, wrangler) give every named closure an
+ * `Object.defineProperty` call when it is created, and this one is created per request.
+ */
+class ForwardClientAbort {
+  constructor(private readonly ac: AbortController) {}
+  handleEvent(): void {
+    this.ac.abort(new ClientGoneError("the client went away"));
+  }
 }
 
 const joinUrl = (base: string, path: string) => (base.endsWith("/") ? base.slice(0, -1) : base) + path;
@@ -119,12 +132,12 @@ export async function dispatch(attempts: readonly Attempt[], o: DispatchOptions)
     if (o.clientSignal?.aborted) throw new ClientGoneError("the client went away");
     const t0 = o.now();
     const ac = new AbortController();
-    const onClientAbort = () => ac.abort(new ClientGoneError("the client went away"));
+    const onClientAbort = new ForwardClientAbort(ac);
     o.clientSignal?.addEventListener("abort", onClientAbort, { once: true });
     const timer = setTimeout(() => ac.abort(new HeadersTimeout(`no response headers within ${o.headersTimeoutMs} ms`)), o.headersTimeoutMs);
     let res: Response;
     try {
-      res = await o.fetch(joinUrl(attempt.url, o.path), { method: "POST", headers: o.headers, body: o.body(attempt), signal: ac.signal });
+      res = await o.fetch(joinUrl(attempt.url, o.path), { method: "POST", headers: o.headers, body: o.bodies.get(attempt)!, signal: ac.signal });
     } catch (e) {
       clearTimeout(timer);
       o.clientSignal?.removeEventListener("abort", onClientAbort);
@@ -150,7 +163,7 @@ export async function dispatch(attempts: readonly Attempt[], o: DispatchOptions)
       break;
     }
     log.push({ pool: attempt.pool.id, url: attempt.url, outcome: "ok", status: res.status, ms: o.now() - t0, error: null });
-    return { response: res, attempt, abort: (reason) => ac.abort(reason), log, ttfbMs: o.now() - start };
+    return { response: res, attempt, abort: ac.abort.bind(ac), log, ttfbMs: o.now() - start };
   }
   throw failure(log, last429);
 }

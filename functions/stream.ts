@@ -36,8 +36,30 @@ export interface RelayOptions {
   onEnd: (outcome: RelayOutcome, counts: SpecCounts | null) => void;
 }
 
+/**
+ * An optional capability of the responses an injected `fetch` returns (functions/node-fetch.ts
+ * has it): the whole body read natively, under the same bounds as reading `body` whole — at most
+ * `max` bytes, no gap over `idleMs` between chunks, a rejection when the body breaks off — without
+ * building a web stream. Absent (Workers, the runtime's fetch) or gone (once `body` was touched):
+ * app.ts reads `response.body` as a web stream.
+ */
+export const NATIVE_BODY = Symbol.for("fairspec.nativeBody");
+
+export interface NativeBody {
+  /** false where `body` would be null (HEAD, 204, 304). */
+  readonly hasBody: boolean;
+  /** The whole body; rejects with "the response body exceeds N bytes", "the origin's response body took over N ms" or the transport's error. */
+  readWhole(max: number, idleMs: number): Promise<Uint8Array>;
+}
+
+export function nativeBodyOf(r: Response): NativeBody | undefined {
+  return (r as { [NATIVE_BODY]?: NativeBody })[NATIVE_BODY];
+}
+
 const JSON_COPY_LIMIT = 1 << 20;
 const USAGE_RE = /"usage"\s*:\s*\{/;
+
+const num = (x: unknown) => (typeof x === "number" && Number.isFinite(x) ? x : 0);
 
 /** The counts in a response object or usage chunk (fairspec and vLLM names), else null. */
 export function countsOf(obj: unknown): SpecCounts | null {
@@ -46,7 +68,6 @@ export function countsOf(obj: unknown): SpecCounts | null {
   const usage = o.usage && typeof o.usage === "object" ? o.usage : null;
   const sd = (o.metrics?.speculative_decoding ?? usage?.speculative_decoding) as { num_draft_tokens?: unknown; num_accepted_draft_tokens?: unknown } | undefined;
   if (!usage && !sd) return null;
-  const num = (x: unknown) => (typeof x === "number" && Number.isFinite(x) ? x : 0);
   return { drafted: num(sd?.num_draft_tokens), accepted: num(sd?.num_accepted_draft_tokens), completionTokens: num(usage?.completion_tokens) };
 }
 
