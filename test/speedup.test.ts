@@ -105,3 +105,17 @@ describe("analytic speed-up model", () => {
     expect(() => wallTimeFactor(0.5, 1.5, 0.1)).toThrow(/gamma/);
   });
 });
+
+describe("loop step costs", () => {
+  it("are smoothed by the least-squares line over γ: exact on a line, one outlier pulled toward it", async () => {
+    const { linearInGamma } = await import("../calibrator/costs.ts");
+    const g = [1, 2, 3, 4, 5, 6];
+    const line = g.map((x) => 1.5 + 0.2 * x);
+    linearInGamma(g, line).forEach((y, i) => expect(y).toBeCloseTo(line[i]!, 12));
+    const bent = [...line];
+    bent[3] = line[3]! * 0.9; // one cell 10% low
+    const fit = linearInGamma(g, bent);
+    expect(Math.abs(fit[3]! - line[3]!)).toBeLessThan(0.5 * Math.abs(bent[3]! - line[3]!));
+    expect(linearInGamma([1, 2], [1.7, 2.1])).toEqual([1.7, 2.1]);
+  });
+});
