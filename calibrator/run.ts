@@ -1,7 +1,7 @@
 /**
  * One calibration run, end to end:
- *   cost model → teacher-forced measurement per (target temperature, task, drafter) → s-CDF and
- *   baselines → predicted speed-ups → fit per (policy, target temperature) → timed validation →
+ *   teacher-forced measurement per (target temperature, task, drafter) → s-CDF and baselines →
+ *   cost model → predicted speed-ups → fit per (policy, target temperature) → timed validation →
  *   one transaction into libSQL → report.
  *
  * Every finished unit (costs, one task's measurement, one finetune, one validation) is stored as a
@@ -87,32 +87,6 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
   const drafters = new Map<string, CausalLM>();
   for (const name of Object.keys(cfg.models.drafters)) drafters.set(name, await loadOnnxCausalLM(modelDirs[name]!));
   try {
-    // ---- 1. cost model on this host ----
-    // (The key names the cost model's shape: a checkpoint of an older shape is not reused.)
-    const costs: Costs = await cp("costs-v2", async () => {
-      const reps = 10;
-      const p = new Progress("cost model (isolated, then in the decoding loop)", reps + 2, o.quiet);
-      const c = await measureCosts(verifier, [...drafters.values()]);
-      p.tick();
-      c.loop = await measureLoopCosts(verifier, [...drafters.values()], {
-        gammas: cfg.gammas,
-        temperatures: cfg.targetTemperatures,
-        newTokens: cfg.validation.newTokens,
-        reps,
-        onRound: () => p.tick(),
-      });
-      const loopT = String(cfg.targetTemperatures.at(-1));
-      const loopSteps = c.loop.drafters.map((d) => `${d.id} ${Object.entries(d.step_ms[loopT]!).map(([g, ms]) => `γ${g} ${ms.toFixed(2)}`).join(" ")}`).join("; ");
-      p.finish(`verifier step ${c.verifier_step_ms.toFixed(2)} ms, c = ${c.drafters.map((d) => `${d.id} ${d.c.toFixed(3)}`).join(", ")}; in the loop at T=${loopT}: verifier-only ${c.loop.verifier_step_ms[loopT]!.toFixed(2)} ms/step, ${loopSteps} ms/step`);
-      return c;
-    });
-    // The cost model is keyed by model id (directory name); map it to the config's drafter names.
-    const costsByName: Costs = {
-      ...costs,
-      drafters: [...drafters.entries()].map(([name, lm]) => ({ ...costs.drafters.find((d) => d.id === lm.id)!, id: name })),
-      loop: costs.loop && { ...costs.loop, drafters: [...drafters.entries()].map(([name, lm]) => ({ ...costs.loop!.drafters.find((d) => d.id === lm.id)!, id: name })) },
-    };
-
     // ---- 2. prompts ----
     const tasks = Object.keys(cfg.tasks);
     const prompts = new Map<string, number[][]>();
@@ -250,6 +224,35 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
         }
       }
     }
+    // ---- 5b. cost model on this host ----
+    // Measured here, right before the fit and the timed validation rather than first: on a shared
+    // host the relative costs drift over minutes (a run whose cost model was timed during a burst
+    // of load, then validated on a quiet machine, missed its predictions by up to 34%).
+    // (The key names the cost model's shape: a checkpoint of an older shape is not reused.)
+    const costs: Costs = await cp("costs-v2", async () => {
+      const reps = 10;
+      const p = new Progress("cost model (isolated, then in the decoding loop)", reps + 2, o.quiet);
+      const c = await measureCosts(verifier, [...drafters.values()]);
+      p.tick();
+      c.loop = await measureLoopCosts(verifier, [...drafters.values()], {
+        gammas: cfg.gammas,
+        temperatures: cfg.targetTemperatures,
+        newTokens: cfg.validation.newTokens,
+        reps,
+        onRound: () => p.tick(),
+      });
+      const loopT = String(cfg.targetTemperatures.at(-1));
+      const loopSteps = c.loop.drafters.map((d) => `${d.id} ${Object.entries(d.step_ms[loopT]!).map(([g, ms]) => `γ${g} ${ms.toFixed(2)}`).join(" ")}`).join("; ");
+      p.finish(`verifier step ${c.verifier_step_ms.toFixed(2)} ms, c = ${c.drafters.map((d) => `${d.id} ${d.c.toFixed(3)}`).join(", ")}; in the loop at T=${loopT}: verifier-only ${c.loop.verifier_step_ms[loopT]!.toFixed(2)} ms/step, ${loopSteps} ms/step`);
+      return c;
+    });
+    // The cost model is keyed by model id (directory name); map it to the config's drafter names.
+    const costsByName: Costs = {
+      ...costs,
+      drafters: [...drafters.entries()].map(([name, lm]) => ({ ...costs.drafters.find((d) => d.id === lm.id)!, id: name })),
+      loop: costs.loop && { ...costs.loop, drafters: [...drafters.entries()].map(([name, lm]) => ({ ...costs.loop!.drafters.find((d) => d.id === lm.id)!, id: name })) },
+    };
+
     const costsAll: Costs = {
       ...costsByName,
       drafters: [

@@ -388,9 +388,9 @@ export async function calibrationKilled(o: { killAt?: RegExp; timeoutMs?: number
       }
     };
     const limit = o.timeoutMs ?? 300_000;
-    // Mid-run = once the measurement reports its first finished unit (the cost model, continuations
-    // and a measurement are checkpointed by then; more measurements and the validations follow).
-    const killAt = o.killAt ?? /measure drafter base: \d+% \([1-9]\d*\//;
+    // Mid-run = once the timed validation reports its first finished unit (continuations, the
+    // measurements, the cost model and a validation are checkpointed by then; more validations follow).
+    const killAt = o.killAt ?? /validation runs[^\n]*: \d+% \([1-9]\d*\//;
 
     // 1. Run, and SIGKILL its whole process group at that point.
     const t1 = performance.now();
