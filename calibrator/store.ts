@@ -29,6 +29,7 @@ import {
   calibrationRuns,
   MITIGATIONS,
   POOL_KINDS,
+  poolFromRow,
   pools,
   runPolicies,
   taskMeasurements,
@@ -36,7 +37,6 @@ import {
   tenantPolicies,
   tenants,
   type CalibrationRunRow,
-  type PoolRow,
   type TaskMeasurementRow,
   type TaskParamsRow,
   type TenantRow,
@@ -373,15 +373,6 @@ const toMeasurement = (r: TaskMeasurementRow): TaskMeasurement => ({
   positions: r.positions,
 });
 
-const toPool = (r: PoolRow): PoolRecord => ({
-  id: r.poolId,
-  kind: r.kind,
-  drafter: r.drafter,
-  gamma: r.gamma,
-  proposalTemperature: r.proposalTemperature,
-  urls: r.urls,
-});
-
 const toParams = (r: TaskParamsRow): TaskParams => ({
   policyId: r.policyId,
   task: r.task,
@@ -606,7 +597,7 @@ function makeStore(db: LibSQLDatabase & { $client: Client }, client: Client): St
     async pools(runId) {
       await requireRun(runId);
       const rows = await db.select().from(pools).where(eq(pools.runId, runId)).orderBy(asc(pools.poolId)).all();
-      return rows.map(toPool);
+      return rows.map(poolFromRow);
     },
 
     async policies(runId) {

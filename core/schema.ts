@@ -241,6 +241,16 @@ export const telemetry = sqliteTable(
 export type CalibrationRunRow = typeof calibrationRuns.$inferSelect;
 export type TaskMeasurementRow = typeof taskMeasurements.$inferSelect;
 export type PoolRow = typeof pools.$inferSelect;
+
+/** A `pools` row as the calibrator and the edge both read it. */
+export const poolFromRow = (r: PoolRow): PoolRecord => ({
+  id: r.poolId,
+  kind: r.kind,
+  drafter: r.drafter,
+  gamma: r.gamma,
+  proposalTemperature: r.proposalTemperature,
+  urls: r.urls,
+});
 export type RunPolicyRow = typeof runPolicies.$inferSelect;
 export type TaskParamsRow = typeof taskParams.$inferSelect;
 export type ActivationRow = typeof activations.$inferSelect;

@@ -11,9 +11,9 @@
  */
 import { desc, eq, sql } from "drizzle-orm";
 import type { LibSQLDatabase } from "drizzle-orm/libsql/driver-core";
-import type { RunSummary, TaskParams } from "../core/calibration.ts";
+import type { PoolRecord, RunSummary, TaskParams } from "../core/calibration.ts";
 import type { Policy } from "../core/fit.ts";
-import { activations, apiKeys, calibrationRuns, pools, runPolicies, taskParams, telemetry, tenantPolicies, tenants, type NewTelemetryRow } from "../core/schema.ts";
+import { activations, apiKeys, calibrationRuns, poolFromRow, pools, runPolicies, taskParams, telemetry, tenantPolicies, tenants, type NewTelemetryRow } from "../core/schema.ts";
 
 /** A stored API key with its tenant and the tenant's policy (what authentication caches). */
 export interface KeyRecord {
@@ -27,14 +27,8 @@ export interface KeyRecord {
   policy: Policy | null;
 }
 
-export interface RunPool {
-  id: string;
-  kind: "fairspec" | "vllm" | "sglang";
-  drafter: string | null;
-  gamma: number;
-  proposalTemperature: number | null;
-  urls: string[];
-}
+/** A pool of the active run (the calibrator's record of it). */
+export type RunPool = PoolRecord;
 
 /** The part of a run's fitted parameters the edge routes by. */
 export type RunParams = Pick<TaskParams, "policyId" | "task" | "targetTemperature" | "poolId" | "drafter" | "gamma" | "proposalTemperature">;
@@ -113,14 +107,6 @@ const telemetryInsertHead = sql.raw(
 );
 const telemetryInsertTail = sql.raw(`) where true on conflict ("${telemetry.requestId.name}") do nothing`);
 
-const toRunPool = (r: typeof pools.$inferSelect): RunPool => ({
-  id: r.poolId,
-  kind: r.kind,
-  drafter: r.drafter,
-  gamma: r.gamma,
-  proposalTemperature: r.proposalTemperature,
-  urls: r.urls,
-});
 
 /** The run fields every listing shows. */
 function runInfo(r: typeof calibrationRuns.$inferSelect, active: boolean) {
@@ -226,7 +212,7 @@ export function createEdgeDb(db: Db): EdgeDb {
         activatedAt: row.activation.activatedAt,
         forced: row.activation.forced,
         reason: row.activation.reason,
-        pools: poolRows.map(toRunPool),
+        pools: poolRows.map(poolFromRow),
         policies: policyRows.map((p) => ({ id: p.policyId, policy: p.policy, maxPools: p.maxPools })),
       };
     },
