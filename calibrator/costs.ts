@@ -65,57 +65,83 @@ export interface Costs {
 }
 
 /**
- * Step and prefill costs from real generations on a fixed prompt, for every (target temperature,
- * drafter, γ). Rounds are interleaved — each round runs every cell once — and each figure is the
- * median over rounds, so a burst of load on a shared host hits all cells alike and drops out.
- * Acceptance barely matters here: a step costs the same whether its drafts are accepted or not.
+ * Step and prefill costs from real generations, for every (target temperature, drafter, γ). Each
+ * round runs every cell once, as a pair with a verifier-only run next to it; each figure is the
+ * median over rounds of the pair's ratio, so a burst of load on a shared host drops out. A step's
+ * cost depends a little on what is generated (see `prompts`), so rounds cycle through real
+ * prompts when given.
  */
 export async function measureLoopCosts(
   verifier: CausalLM,
   drafters: CausalLM[],
-  o: { gammas: readonly number[]; temperatures: readonly number[]; newTokens: number; promptTokens?: number; reps?: number; onRound?: () => void },
+  o: {
+    gammas: readonly number[];
+    temperatures: readonly number[];
+    newTokens: number;
+    /**
+     * Round r runs every cell on prompts[r mod n]. Real prompts from the tasks, not one fixed text:
+     * a step's cost moves with what is generated — after a rejection the next append compacts the
+     * KV cache (measured: +0.13 ms on the verifier, about 6% of a γ = 3 step) — and a repetitive
+     * fixed text is accepted far more often than the tasks' own.
+     */
+    prompts?: readonly number[][];
+    promptTokens?: number;
+    reps?: number;
+    onRound?: () => void;
+  },
 ): Promise<LoopCosts> {
   const { generate } = await import("../engine/speculative.ts");
   const { Xoshiro128 } = await import("../core/rng.ts");
   const reps = o.reps ?? 5;
   const gammas = [...new Set(o.gammas.filter((g) => g > 0))].sort((a, b) => a - b);
   const text = "The quick brown fox jumps over the lazy dog; a man page explains options, files and examples. ".repeat(4);
-  const prompt = verifier.tokenizer.encode(text).slice(0, o.promptTokens ?? 96);
-  const prefixTokens = prompt.length - 1; // the last prompt token is fed by the first step
+  const prompts = o.prompts?.length ? o.prompts.filter((p) => p.length >= 2) : [verifier.tokenizer.encode(text).slice(0, o.promptTokens ?? 96)];
+  if (!prompts.length) throw new Error("measureLoopCosts: every prompt is shorter than 2 tokens");
+  // The last prompt token is fed by the first step: the prefill covers the rest.
+  const prefixTokens = (p: readonly number[]) => p.length - 1;
   type Cell = { T: number; drafter: number; gamma: number };
   const cells: Cell[] = [];
-  for (const T of o.temperatures) {
-    cells.push({ T, drafter: -1, gamma: 0 });
-    for (const d of drafters.keys()) for (const g of gammas) cells.push({ T, drafter: d, gamma: g });
-  }
-  const samples = cells.map(() => ({ step: [] as number[], prefill: [] as number[] }));
+  for (const T of o.temperatures) for (const d of drafters.keys()) for (const g of gammas) cells.push({ T, drafter: d, gamma: g });
+  // Per cell and round: the speculative run's step and prefill, each relative to a verifier-only
+  // run on the same prompt, temperature and seed right next to it (a pair). A ratio to one
+  // verifier-only run per round let that single run's luck move every ratio of the round alike: the
+  // cost models of two runs minutes apart implied γ = 2 step ratios of 1.46 and 1.66 at T = 0.
+  const samples = cells.map(() => ({ ratio: [] as number[], prefillExtra: [] as number[] }));
+  const baseStep = new Map<number, number[]>(o.temperatures.map((T) => [T, []]));
+  const basePrefill: number[] = [];
   for (let r = 0; r <= reps; r++) {
-    for (const [k, c] of cells.entries()) {
-      const drafter = c.drafter >= 0 ? drafters[c.drafter] : undefined;
-      const g = await generate({ verifier, drafter, gamma: c.gamma, prompt, maxNewTokens: o.newTokens, temperature: c.T, rng: new Xoshiro128(r + 1), stopAtEos: false });
+    const prompt = [...prompts[r % prompts.length]!];
+    for (let i = 0; i < cells.length; i++) {
+      const k = (i + r) % cells.length; // rotate: no cell always first after the previous round
+      const c = cells[k]!;
+      const run = (drafter: CausalLM | undefined, gamma: number) =>
+        generate({ verifier, drafter, gamma, prompt, maxNewTokens: o.newTokens, temperature: c.T, rng: new Xoshiro128(r + 1), stopAtEos: false });
+      // Alternate which of the pair goes first, so cache warmth favours neither.
+      const [base, spec] = r % 2 ? [await run(undefined, 0), await run(drafters[c.drafter], c.gamma)] : await run(drafters[c.drafter], c.gamma).then(async (s) => [await run(undefined, 0), s] as const);
       if (r === 0) continue; // warm-up round
-      samples[k]!.step.push((g.stats.totalMs - g.stats.prefillMs) / g.stats.steps);
-      samples[k]!.prefill.push(g.stats.prefillMs);
+      const step = (g: typeof base) => (g.stats.totalMs - g.stats.prefillMs) / g.stats.steps;
+      samples[k]!.ratio.push(step(spec) / step(base));
+      samples[k]!.prefillExtra.push((spec.stats.prefillMs - base.stats.prefillMs) / prefixTokens(prompt)); // per prompt token
+      baseStep.get(c.T)!.push(step(base));
+      basePrefill.push(base.stats.prefillMs / prefixTokens(prompt));
     }
     o.onRound?.();
   }
   const at = (T: number, d: number, g: number) => samples[cells.findIndex((c) => c.T === T && c.drafter === d && c.gamma === g)]!;
   const key = (x: number) => String(x);
-  // A speculative step's cost is the median of its ratio to the verifier-only step of the same
-  // round (paired: load that slows a whole round cancels), times the median verifier-only step.
-  const pairedMedian = (spec: number[], base: number[]) => median(spec.map((x, r) => x / base[r]!)) * median(base);
-  const basePrefill = o.temperatures.flatMap((T) => at(T, -1, 0).prefill);
+  const baseMs = new Map(o.temperatures.map((T) => [T, median(baseStep.get(T)!)]));
   return {
-    promptTokens: prompt.length,
+    promptTokens: prompts.reduce((a, p) => a + p.length, 0) / prompts.length,
     newTokens: o.newTokens,
     reps,
-    verifier_prefill_ms_per_token: median(basePrefill) / prefixTokens,
-    verifier_step_ms: Object.fromEntries(o.temperatures.map((T) => [key(T), median(at(T, -1, 0).step)])),
+    verifier_prefill_ms_per_token: median(basePrefill),
+    verifier_step_ms: Object.fromEntries(o.temperatures.map((T) => [key(T), baseMs.get(T)!])),
     drafters: drafters.map((lm, d) => {
-      const measured = o.temperatures.map((T) => gammas.map((g) => pairedMedian(at(T, d, g).step, at(T, -1, 0).step)));
+      // A step's cost: the median of its paired ratio, times the median verifier-only step.
+      const measured = o.temperatures.map((T) => gammas.map((g) => median(at(T, d, g).ratio) * baseMs.get(T)!));
       return {
         id: lm.id,
-        prefill_ms_per_token: Math.max(0, median(o.temperatures.flatMap((T) => gammas.flatMap((g) => at(T, d, g).prefill.map((x, r) => x - at(T, -1, 0).prefill[r]!)))) / prefixTokens),
+        prefill_ms_per_token: Math.max(0, median(o.temperatures.flatMap((T) => gammas.flatMap((g) => at(T, d, g).prefillExtra)))),
         step_ms: Object.fromEntries(o.temperatures.map((T, i) => [key(T), Object.fromEntries(linearInGamma(gammas, measured[i]!).map((ms, k) => [key(gammas[k]!), ms]))])),
         step_ms_measured: Object.fromEntries(o.temperatures.map((T, i) => [key(T), Object.fromEntries(measured[i]!.map((ms, k) => [key(gammas[k]!), ms]))])),
       };

@@ -42,11 +42,16 @@ export async function sampleContinuations(
   for (const prompt of prompts) {
     const room = verifier.maxPositions - prompt.length;
     const g = await generate({ verifier, drafter: opts.drafter, gamma, prompt, maxNewTokens: Math.min(opts.newTokens, room), temperature: opts.temperature, topP: opts.topP, rng: opts.rng, stopAtEos: false });
-    const rows = await verifier.newSession().append([...prompt, ...g.tokens]);
-    out.push({ prompt, continuation: g.tokens, verifierRows: rows.slice(prompt.length - 1, prompt.length - 1 + g.tokens.length).map((r) => r.slice()) });
+    out.push(await continuationOf(verifier, prompt, g.tokens));
     opts.onPrompt?.();
   }
   return out;
+}
+
+/** A continuation the verifier produced, with the verifier's logits along it (one verifier pass). */
+export async function continuationOf(verifier: CausalLM, prompt: number[], continuation: number[]): Promise<Continuation> {
+  const rows = await verifier.newSession().append([...prompt, ...continuation]);
+  return { prompt, continuation, verifierRows: rows.slice(prompt.length - 1, prompt.length - 1 + continuation.length).map((r) => r.slice()) };
 }
 
 /** Sums over one prompt's positions (the bootstrap unit). */

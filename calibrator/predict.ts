@@ -87,18 +87,31 @@ export class SpeedupModel {
    * in α where none were measured); otherwise the paper's factor.
    */
   predict(task: string, pool: PoolSpec, T: number): Interval95 {
+    return this.predictWith(task, pool, T);
+  }
+
+  /**
+   * The same prediction for a given workload: tokens per step teacher-forced on those prompts and
+   * their mean length, with this model's costs. Validation uses it to check the model on exactly
+   * the prompts it timed, apart from the sampling error between prompt sets.
+   */
+  predictFor(task: string, pool: PoolSpec, T: number, workload: { tokensPerStep: Interval95; promptTokens: number }): Interval95 {
+    return this.predictWith(task, pool, T, workload);
+  }
+
+  private predictWith(task: string, pool: PoolSpec, T: number, workload?: { tokensPerStep: Interval95; promptTokens: number }): Interval95 {
     if (pool.gamma === 0 || pool.drafter === null) return { estimate: 1, lo: 1, hi: 1 };
     const c = this.c.get(pool.drafter);
     if (c === undefined) throw new Error(`no cost measured for drafter ${pool.drafter}`);
     const tau = pool.proposalTemperature ?? T;
     const a = this.alphaOf(task, pool.drafter, T, tau);
     const rc = this.requestCosts(pool.drafter, pool.gamma, T);
-    const P = this.shape?.promptTokens.get(task);
+    const P = workload?.promptTokens ?? this.shape?.promptTokens.get(task);
     const clamp = (x: number) => Math.min(1, Math.max(0, x));
     const each = (i: Interval95, f: (x: number) => number): Interval95 => ({ estimate: f(i.estimate), lo: f(i.lo), hi: f(i.hi) });
     if (!(rc && this.shape && P !== undefined)) return each(a, (x) => wallTimeFactor(clamp(x), pool.gamma, c, this.verifyCost));
     const N = this.shape.newTokens;
-    const tps = this.tokensPerStep.get(key(task, pool.drafter, T, tau))?.[String(pool.gamma)];
+    const tps = workload?.tokensPerStep ?? this.tokensPerStep.get(key(task, pool.drafter, T, tau))?.[String(pool.gamma)];
     if (tps) return each(tps, (x) => requestSpeedupAt(Math.min(pool.gamma + 1, Math.max(1, x)), P, N, rc));
     return each(a, (x) => requestSpeedup(clamp(x), pool.gamma, P, N, rc));
   }

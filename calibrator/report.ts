@@ -91,6 +91,66 @@ function mdTable<R>(rows: readonly R[], cols: readonly Col<R>[]): string {
   ].join("\n");
 }
 
+/** The run's prediction check (findings.prediction), one row per task; none for older runs. */
+interface PredictionRow {
+  task: string;
+  maxRelError: number | null;
+  fitTimeMaxRelError: number;
+  fitTimeCisOverlap: boolean;
+}
+function predictionRows(data: ReportData): PredictionRow[] {
+  const p = (data.findings as { prediction?: { perTask?: PredictionRow[] } } | undefined)?.prediction;
+  return Array.isArray(p?.perTask) ? p.perTask : [];
+}
+const fPct = (x: number | null) => (x === null || !Number.isFinite(x) ? "—" : `${(x * 100).toFixed(1)}%`);
+const predictionCols: Col<PredictionRow>[] = [
+  { head: "task", cell: (r) => r.task },
+  { head: "worst |pred − meas| / meas, validated prompts", cell: (r) => fPct(r.maxRelError), num: true, cls: (r) => (r.maxRelError !== null && r.maxRelError > 0.1 ? "bad" : undefined) },
+  { head: "same, fit-time prediction (calibration prompts)", cell: (r) => fPct(r.fitTimeMaxRelError), num: true },
+  { head: "fit-time CI overlaps measured CI", cell: (r) => (r.fitTimeCisOverlap ? "yes" : "no"), cls: (r) => (r.fitTimeCisOverlap ? undefined : "bad") },
+];
+const PREDICTION_NOTE =
+  "Per task, the worst error over its validated (T, pool) cells. Validated prompts: the model (this run's loop costs, tokens per step teacher-forced on the very prompts that were timed) against their timed speed-up — the model's own error. Fit-time: the prediction the fit used (calibration prompts) against the held-out measurement, which adds the sampling error between the two prompt sets.";
+
+/** The loop cost model (what predictions use), one row per (drafter, target temperature). */
+interface LoopCostRow {
+  drafter: string;
+  T: string;
+  baseMs: number;
+  /** γ → [smoothed step ms (used), measured paired-median step ms] */
+  byGamma: [string, number, number][];
+}
+function loopCostRows(c: ReportData["costs"]): LoopCostRow[] {
+  const l = c.loop;
+  if (!l) return [];
+  return l.drafters.flatMap((d) =>
+    Object.keys(l.verifier_step_ms).map((T) => ({
+      drafter: d.id,
+      T,
+      baseMs: l.verifier_step_ms[T]!,
+      byGamma: Object.entries(d.step_ms[T] ?? {}).map(([g, ms]) => [g, ms, d.step_ms_measured[T]?.[g] ?? Number.NaN] as [string, number, number]),
+    })),
+  );
+}
+function loopCostCols(rows: readonly LoopCostRow[]): Col<LoopCostRow>[] {
+  const gammas = [...new Set(rows.flatMap((r) => r.byGamma.map(([g]) => g)))];
+  return [
+    { head: "drafter", cell: (r) => r.drafter },
+    { head: "T", cell: (r) => r.T, num: true },
+    { head: "verifier-only ms/step", cell: (r) => r.baseMs.toFixed(3), num: true },
+    ...gammas.map((g) => ({
+      head: `γ = ${g}: ms/step (÷ verifier-only)`,
+      cell: (r: LoopCostRow) => {
+        const x = r.byGamma.find(([k]) => k === g);
+        return x ? `${x[1].toFixed(3)} (${(x[1] / r.baseMs).toFixed(3)}×; measured ${(x[2] / r.baseMs).toFixed(3)}×)` : "—";
+      },
+      num: true,
+    })),
+  ];
+}
+const LOOP_COST_NOTE =
+  "What predictions use: one decoding step at each γ, timed inside real generations, each speculative run paired with a verifier-only run next to it on the same prompt (rounds cycle through the tasks' calibration prompts); the figure used is the least-squares line over γ through the measured paired medians.";
+
 // ───────────────────────────── derived data ─────────────────────────────
 
 const MITIGATION_ORDER = ["none", "s-cdf", "data-balancing", "temperature-tuning"];
@@ -698,6 +758,8 @@ function html(data: ReportData, d: Derived, charts: Chart[]): string {
     out.push(`<h3>Policy ${e(o.id)} <span class="muted">— ${e(o.description)}${rec ? `, at most ${rec.maxPools} pool${rec.maxPools === 1 ? "" : "s"}` : ""}</span></h3>`);
     out.push(rows.length ? htmlTable(rows, pc) : `<p class="empty">No fitted parameters for this policy.</p>`);
   }
+  const pr = predictionRows(data);
+  if (pr.length) out.push(`<h2>Prediction check</h2>\n<p class="muted">${e(PREDICTION_NOTE)}</p>`, htmlTable(pr, predictionCols));
 
   out.push(`<h2>Pools</h2>`);
   out.push(data.pools.length ? htmlTable(poolRows(data), poolCols) : `<p class="empty">No pools.</p>`);
@@ -713,6 +775,8 @@ function html(data: ReportData, d: Derived, charts: Chart[]): string {
       { head: "c", cell: (x) => fixed(x.c, 3), num: true },
     ]),
   );
+  const lc = loopCostRows(c);
+  if (lc.length) out.push(`<h3>In the decoding loop</h3>\n<p class="muted">${e(LOOP_COST_NOTE)}</p>`, htmlTable(lc, loopCostCols(lc)));
   out.push(
     htmlTable(
       c.verifyCost,
@@ -768,6 +832,11 @@ function markdown(data: ReportData, d: Derived): string {
     out.push(`### Policy ${m(o.id)} — ${m(o.description)}\n\n${rows.length ? mdTable(rows, pc) : "_No fitted parameters._"}`);
   }
 
+  const pr = predictionRows(data);
+  if (pr.length) out.push(`## Prediction check\n\n${PREDICTION_NOTE}\n\n${mdTable(pr, predictionCols)}`);
+  const lc = loopCostRows(data.costs);
+  if (lc.length) out.push(`## Cost model (in the decoding loop)\n\n${LOOP_COST_NOTE}\n\n${mdTable(lc, loopCostCols(lc))}`);
+
   if (data.notes.length) out.push(`## Notes\n\n${data.notes.map((n) => `- ${m(n)}`).join("\n")}`);
   return out.join("\n\n") + "\n";
 }
@@ -794,6 +863,7 @@ function summary(data: ReportData, d: Derived) {
     fairness: spreadJson(d.baseSpread),
     mitigationSpread: Object.fromEntries(d.mitigations.map((m) => [m.name, spreadJson(m.speedup)])),
     findings: data.findings ?? null,
+    costs: data.costs,
   };
 }
 

@@ -3,6 +3,7 @@ import { measurePrompt, sampleContinuations, summarizePrompts } from "../calibra
 import { Xoshiro128 } from "../core/rng.ts";
 import { taskPrompts } from "../corpora/index.ts";
 import { generate } from "../engine/speculative.ts";
+import { validateParams } from "../calibrator/validate.ts";
 import { model } from "./support/models.ts";
 
 describe("teacher-forced measurement", () => {
@@ -54,5 +55,23 @@ describe("teacher-forced measurement", () => {
         expect(u.steps[0]![k]).toBeCloseTo(run.stats.steps, 6);
       }
     }
+  });
+});
+
+describe("validation", () => {
+  it("teacher-forces the very prompts it timed: at T = 0 their tokens per step are the timed run's exactly", async () => {
+    const verifier = await model("verifier");
+    const drafter = await model("drafter-base");
+    const prompts = taskPrompts("math", 4, 64, "test").map((p) => verifier.tokenizer.encode(p));
+    const v = await validateParams({ verifier, drafter, gamma: 3, proposalTemperature: 0, temperature: 0, prompts, newTokens: 32, seed: 5, rng: new Xoshiro128(6), resamples: 100 });
+    let steps = 0;
+    for (const [i, prompt] of prompts.entries())
+      steps += (await generate({ verifier, drafter, gamma: 3, prompt, maxNewTokens: 32, temperature: 0, proposalTemperature: 0, rng: new Xoshiro128(5 + i), stopAtEos: false })).stats.steps;
+    expect(v.teacherForced).toBeDefined();
+    expect(v.teacherForced!.tokensPerStep.estimate).toBeCloseTo((prompts.length * 32) / steps, 9);
+    expect(v.teacherForced!.promptTokens).toBeCloseTo(prompts.reduce((a, p) => a + p.length, 0) / prompts.length, 9);
+    // Verifier-only parameters have nothing to teacher-force.
+    const off = await validateParams({ verifier, drafter: undefined, gamma: 0, proposalTemperature: null, temperature: 0, prompts: prompts.slice(0, 1), newTokens: 8, seed: 5, rng: new Xoshiro128(6), resamples: 50 });
+    expect(off.teacherForced).toBeUndefined();
   });
 });

@@ -118,4 +118,42 @@ describe("loop step costs", () => {
     expect(Math.abs(fit[3]! - line[3]!)).toBeLessThan(0.5 * Math.abs(bent[3]! - line[3]!));
     expect(linearInGamma([1, 2], [1.7, 2.1])).toEqual([1.7, 2.1]);
   });
+
+  it("are timed on the real prompts given, round by round: prefill per token over prompts of different lengths", async () => {
+    const { measureLoopCosts } = await import("../calibrator/costs.ts");
+    const { model } = await import("./support/models.ts");
+    const verifier = await model("verifier");
+    const drafter = await model("drafter-base");
+    const prompts = [verifier.tokenizer.encode("Guten Tag, wie geht es dir heute?"), verifier.tokenizer.encode("def add(a, b):\n    return a + b\n\nprint(add(2, 3))\n# prints 5")];
+    const c = await measureLoopCosts(verifier, [drafter], { gammas: [1, 2], temperatures: [0], newTokens: 6, prompts, reps: 2 });
+    expect(c.promptTokens).toBeCloseTo((prompts[0]!.length + prompts[1]!.length) / 2, 9);
+    expect(c.verifier_prefill_ms_per_token).toBeGreaterThan(0);
+    const d = c.drafters[0]!;
+    for (const g of ["1", "2"]) expect(d.step_ms_measured["0"]![g]).toBeGreaterThan(0);
+    await expect(measureLoopCosts(verifier, [drafter], { gammas: [1], temperatures: [0], newTokens: 2, prompts: [[5]], reps: 1 })).rejects.toThrow(/shorter than 2 tokens/);
+  });
+});
+
+describe("speed-up model for a given workload", () => {
+  it("predictFor with a cell's own tokens per step and prompt length is predict; more tokens per step predict more", async () => {
+    const { SpeedupModel } = await import("../calibrator/predict.ts");
+    const steps = { "1": 1.5, "2": 1.8, "3": 2.0 };
+    const loop = {
+      promptTokens: 96,
+      newTokens: 64,
+      reps: 1,
+      verifier_prefill_ms_per_token: 0.1,
+      verifier_step_ms: { "1": 1.2 },
+      drafters: [{ id: "d", prefill_ms_per_token: 0.01, step_ms: { "1": steps }, step_ms_measured: { "1": steps } }],
+    };
+    const costs = { context: 96, verifier_step_ms: 1, drafters: [{ id: "d", step_ms: 0.07, c: 0.07 }], verifyCost: [[1, 1], [4, 1.4]] as [number, number][], loop };
+    const iv = (x: number) => ({ estimate: x, lo: x - 0.1, hi: x + 0.1 });
+    const model = new SpeedupModel(costs, [{ task: "t", drafter: "d", targetTemperature: 1, proposalTemperature: 1, alpha: iv(0.7), tokensPerStep: { "3": iv(2.5) } }], {
+      promptTokens: new Map([["t", 90]]),
+      newTokens: 64,
+    });
+    const pool = { id: "p", drafter: "d", gamma: 3, proposalTemperature: 1 };
+    expect(model.predictFor("t", pool, 1, { tokensPerStep: iv(2.5), promptTokens: 90 })).toEqual(model.predict("t", pool, 1));
+    expect(model.predictFor("t", pool, 1, { tokensPerStep: iv(3), promptTokens: 90 }).estimate).toBeGreaterThan(model.predict("t", pool, 1).estimate);
+  });
 });
