@@ -22,7 +22,7 @@ import { bootstrap, ratioOfSums } from "../core/bootstrap.ts";
 import { Xoshiro128 } from "../core/rng.ts";
 import { isTaskId, TASKS, type TaskId } from "../core/tasks.ts";
 import { taskPrompts } from "../corpora/index.ts";
-import { measureCosts, measureLoopCosts } from "../calibrator/costs.ts";
+import { loopCostPrompts, measureCosts, measureLoopCosts } from "../calibrator/costs.ts";
 import { SpeedupModel } from "../calibrator/predict.ts";
 import { measurePrompt, sampleContinuations, summarizePrompts } from "../calibrator/measure.ts";
 import { loadOnnxCausalLM } from "../engine/onnx-lm.ts";
@@ -56,8 +56,7 @@ const verifier = await loadOnnxCausalLM(`${MODELS}verifier`);
 const drafter = await loadOnnxCausalLM(`${MODELS}drafter-${a.drafter}`);
 const costs = await measureCosts(verifier, [drafter]);
 // As the calibrator does: cost rounds cycle through real prompts, two per task.
-const enc = (s: string) => verifier.tokenizer.encode(s).slice(-Math.floor(verifier.maxPositions / 2));
-const costPrompts = [0, 1].flatMap((k) => tasks.map((t) => enc(taskPrompts(t, 2, 96, "validation")[k]!)));
+const costPrompts = loopCostPrompts(tasks.map((t) => taskPrompts(t, 2, 96, "validation").map((p) => verifier.tokenizer.encode(p))));
 costs.loop = await measureLoopCosts(verifier, [drafter], { gammas, temperatures: [T], newTokens, prompts: costPrompts, reps: Math.max(10, costPrompts.length) });
 
 const rows = [];

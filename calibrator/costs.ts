@@ -6,6 +6,7 @@
  *   temperature, and the prefill per prompt token, timed inside real generations.
  */
 import type { CausalLM } from "../engine/causal-lm.ts";
+import type { Generation } from "../engine/speculative.ts";
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -117,9 +118,17 @@ export async function measureLoopCosts(
       const run = (drafter: CausalLM | undefined, gamma: number) =>
         generate({ verifier, drafter, gamma, prompt, maxNewTokens: o.newTokens, temperature: c.T, rng: new Xoshiro128(r + 1), stopAtEos: false });
       // Alternate which of the pair goes first, so cache warmth favours neither.
-      const [base, spec] = r % 2 ? [await run(undefined, 0), await run(drafters[c.drafter], c.gamma)] : await run(drafters[c.drafter], c.gamma).then(async (s) => [await run(undefined, 0), s] as const);
+      let base: Generation;
+      let spec: Generation;
+      if (r % 2) {
+        base = await run(undefined, 0);
+        spec = await run(drafters[c.drafter], c.gamma);
+      } else {
+        spec = await run(drafters[c.drafter], c.gamma);
+        base = await run(undefined, 0);
+      }
       if (r === 0) continue; // warm-up round
-      const step = (g: typeof base) => (g.stats.totalMs - g.stats.prefillMs) / g.stats.steps;
+      const step = (g: Generation) => (g.stats.totalMs - g.stats.prefillMs) / g.stats.steps;
       samples[k]!.ratio.push(step(spec) / step(base));
       samples[k]!.prefillExtra.push((spec.stats.prefillMs - base.stats.prefillMs) / prefixTokens(prompt)); // per prompt token
       baseStep.get(c.T)!.push(step(base));
@@ -147,6 +156,15 @@ export async function measureLoopCosts(
       };
     }),
   };
+}
+
+/**
+ * The prompts the loop cost rounds cycle through: the first `perTask` prompts of every task, in
+ * task-major order (prompt 0 of each task, then prompt 1, …), so consecutive rounds differ in
+ * script and content. `promptsByTask[t]`: task t's prompts, token ids.
+ */
+export function loopCostPrompts(promptsByTask: readonly (readonly number[][])[], perTask = 2): number[][] {
+  return Array.from({ length: perTask }, (_, k) => promptsByTask.map((ps) => ps[k]).filter((p): p is number[] => p !== undefined)).flat();
 }
 
 /**

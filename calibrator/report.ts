@@ -102,7 +102,7 @@ function predictionRows(data: ReportData): PredictionRow[] {
   const p = (data.findings as { prediction?: { perTask?: PredictionRow[] } } | undefined)?.prediction;
   return Array.isArray(p?.perTask) ? p.perTask : [];
 }
-const fPct = (x: number | null) => (x === null || !Number.isFinite(x) ? "—" : `${(x * 100).toFixed(1)}%`);
+const fPct = (x: number | null) => (isNum(x) ? `${(x * 100).toFixed(1)}%` : DASH);
 const predictionCols: Col<PredictionRow>[] = [
   { head: "task", cell: (r) => r.task },
   { head: "worst |pred − meas| / meas, validated prompts", cell: (r) => fPct(r.maxRelError), num: true, cls: (r) => (r.maxRelError !== null && r.maxRelError > 0.1 ? "bad" : undefined) },
@@ -137,12 +137,12 @@ function loopCostCols(rows: readonly LoopCostRow[]): Col<LoopCostRow>[] {
   return [
     { head: "drafter", cell: (r) => r.drafter },
     { head: "T", cell: (r) => r.T, num: true },
-    { head: "verifier-only ms/step", cell: (r) => r.baseMs.toFixed(3), num: true },
+    { head: "verifier-only ms/step", cell: (r) => fixed(r.baseMs, 3), num: true },
     ...gammas.map((g) => ({
       head: `γ = ${g}: ms/step (÷ verifier-only)`,
       cell: (r: LoopCostRow) => {
         const x = r.byGamma.find(([k]) => k === g);
-        return x ? `${x[1].toFixed(3)} (${(x[1] / r.baseMs).toFixed(3)}×; measured ${(x[2] / r.baseMs).toFixed(3)}×)` : "—";
+        return x ? `${fixed(x[1], 3)} (${fixed(x[1] / r.baseMs, 3)}×; measured ${fixed(x[2] / r.baseMs, 3)}×)` : DASH;
       },
       num: true,
     })),

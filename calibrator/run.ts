@@ -23,7 +23,7 @@ import { taskPrompts } from "../corpora/index.ts";
 import type { CausalLM } from "../engine/causal-lm.ts";
 import { loadOnnxCausalLM } from "../engine/onnx-lm.ts";
 import { configHash, type CalibrationConfig } from "./config.ts";
-import { measureCosts, measureLoopCosts, type Costs } from "./costs.ts";
+import { loopCostPrompts, measureCosts, measureLoopCosts, type Costs } from "./costs.ts";
 import { continuationOf, measurePrompt, sampleContinuations, summarizePrompts, type Continuation, type PromptStats } from "./measure.ts";
 import { candidatePools, SpeedupModel, type AlphaCell } from "./predict.ts";
 import { Progress } from "./progress.ts";
@@ -226,9 +226,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
     // of load, then validated on a quiet machine, missed its predictions by up to 34%).
     // (The key names the cost model's shape: a checkpoint of an older shape is not reused.)
     const costs: Costs = await cp("costs-v4", async () => {
-      // Two rounds per task, each round on another task's calibration prompt (task-major order, so
-      // consecutive rounds differ in script and content).
-      const costPrompts = [0, 1].flatMap((k) => tasks.map((t) => prompts.get(t)![k]).filter((p): p is number[] => p !== undefined));
+      // Two rounds per task, each round on another task's calibration prompt.
+      const costPrompts = loopCostPrompts(tasks.map((t) => prompts.get(t)!));
       const reps = Math.max(10, costPrompts.length);
       const p = new Progress("cost model (isolated, then in the decoding loop)", reps + 2, o.quiet);
       const c = await measureCosts(verifier, [...drafters.values()]);
@@ -452,7 +451,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
     // The model's prediction for exactly the prompts each validation timed (their teacher-forced
     // tokens per step, this run's costs): what checks the speed-up model. The fit-time prediction
     // (calibration prompts) differs from it by the sampling error between the two prompt sets.
-    const poolById = new Map([...usedPools.values(), ...toValidate.map((x) => x.pool)].map((p) => [p.id, p]));
+    const poolById = new Map(toValidate.map(({ pool }) => [pool.id, pool]));
     const predictedOnValidated = (T: number, task: string, poolId: string): Interval95 | null => {
       const v = validations.get(`${T}|${task}|${poolId}`);
       const pool = poolById.get(poolId);

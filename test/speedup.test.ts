@@ -119,6 +119,11 @@ describe("loop step costs", () => {
     expect(linearInGamma([1, 2], [1.7, 2.1])).toEqual([1.7, 2.1]);
   });
 
+  it("cycle through the tasks' prompts task-major, skipping tasks that have fewer", async () => {
+    const { loopCostPrompts } = await import("../calibrator/costs.ts");
+    expect(loopCostPrompts([[[1, 1], [1, 2]], [[2, 1]], [[3, 1], [3, 2]]])).toEqual([[1, 1], [2, 1], [3, 1], [1, 2], [3, 2]]);
+  });
+
   it("are timed on the real prompts given, round by round: prefill per token over prompts of different lengths", async () => {
     const { measureLoopCosts } = await import("../calibrator/costs.ts");
     const { model } = await import("./support/models.ts");
