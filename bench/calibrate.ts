@@ -99,7 +99,7 @@ for (const task of tasks) {
   const bestMeasured = gammas.reduce((b, g) => (measuredS[g]! > measuredS[b]! ? g : b));
   // The calibrator's prediction for these prompts' mean length and this many new tokens.
   const meanPrompt = prompts.reduce((n, p) => n + p.length, 0) / prompts.length;
-  const model = new SpeedupModel(costs, [{ task, drafter: drafter.id, targetTemperature: T, proposalTemperature: T, alpha: tf.alpha[0]!, tokensPerStep: tf.tokensPerStep[0] }], { promptTokens: new Map([[task, meanPrompt]]), newTokens });
+  const model = new SpeedupModel(costs, [{ task, drafter: drafter.id, targetTemperature: T, proposalTemperature: T, alpha: tf.alpha[0]!, tokensPerStep: tf.tokensPerStep[0], rejectingFraction: tf.rejectingFraction[0] }], { promptTokens: new Map([[task, meanPrompt]]), newTokens });
   const predictedS = Object.fromEntries(gammas.map((g) => [g, model.predict(task, { id: "", drafter: drafter.id, gamma: g, proposalTemperature: T }, T).estimate]));
   const fittedGamma = gammas.reduce((b, g) => (predictedS[g]! > predictedS[b]! ? g : b));
   const overlap = tf.alpha[0]!.lo <= alphaOnline.hi && alphaOnline.lo <= tf.alpha[0]!.hi;

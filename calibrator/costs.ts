@@ -5,8 +5,10 @@
  * - in the loop (what predictions use): the cost of a whole decoding step at every γ and target
  *   temperature, and the prefill per prompt token, timed inside real generations.
  */
+import { Xoshiro128 } from "../core/rng.ts";
+import { costAtGamma } from "../core/speedup.ts";
 import type { CausalLM } from "../engine/causal-lm.ts";
-import type { Generation } from "../engine/speculative.ts";
+import { generate, type Generation } from "../engine/speculative.ts";
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -43,12 +45,19 @@ export interface LoopCosts {
     /** The drafter's prefill on top of the verifier's, per prompt token. */
     prefill_ms_per_token: number;
     /**
-     * One speculative step (γ drafts + one verification + sampling), per target temperature and γ:
-     * the least-squares line over γ through the per-γ medians (`step_ms_measured`).
+     * One speculative step (γ drafts + one verification + sampling) whose drafts are all accepted,
+     * per target temperature and γ: the least-squares line over γ through the per-γ medians
+     * (`step_ms_measured`). A step that ends in a rejection costs `rejection_ms` more.
      */
     step_ms: ByTemperature<Record<string, number>>;
     step_ms_measured: ByTemperature<Record<string, number>>;
   }[];
+  /**
+   * The extra cost of a step that ends in a rejection (rollbacks, then the compacting append; at
+   * T > 0 the residual sample), per target temperature, ms; shared by every drafter and γ. Absent
+   * in older cost models (every step then costs the same).
+   */
+  rejection_ms?: ByTemperature<number>;
 }
 
 export interface Costs {
@@ -91,15 +100,11 @@ export async function measureLoopCosts(
     onRound?: () => void;
   },
 ): Promise<LoopCosts> {
-  const { generate } = await import("../engine/speculative.ts");
-  const { Xoshiro128 } = await import("../core/rng.ts");
   const reps = o.reps ?? 5;
   const gammas = [...new Set(o.gammas.filter((g) => g > 0))].sort((a, b) => a - b);
   const text = "The quick brown fox jumps over the lazy dog; a man page explains options, files and examples. ".repeat(4);
   const prompts = o.prompts?.length ? o.prompts.filter((p) => p.length >= 2) : [verifier.tokenizer.encode(text).slice(0, o.promptTokens ?? 96)];
   if (!prompts.length) throw new Error("measureLoopCosts: every prompt is shorter than 2 tokens");
-  // The last prompt token is fed by the first step: the prefill covers the rest.
-  const prefixTokens = (p: readonly number[]) => p.length - 1;
   type Cell = { T: number; drafter: number; gamma: number };
   const cells: Cell[] = [];
   for (const T of o.temperatures) for (const d of drafters.keys()) for (const g of gammas) cells.push({ T, drafter: d, gamma: g });
@@ -107,47 +112,48 @@ export async function measureLoopCosts(
   // run on the same prompt, temperature and seed right next to it (a pair). A ratio to one
   // verifier-only run per round let that single run's luck move every ratio of the round alike: the
   // cost models of two runs minutes apart implied γ = 2 step ratios of 1.46 and 1.66 at T = 0.
-  const samples = cells.map(() => ({ ratio: [] as number[], prefillExtra: [] as number[] }));
+  const samples = cells.map(() => ({ ratio: [] as number[], rejecting: [] as number[], prefillExtra: [] as number[] }));
   const baseStep = new Map<number, number[]>(o.temperatures.map((T) => [T, []]));
   const basePrefill: number[] = [];
   for (let r = 0; r <= reps; r++) {
-    const prompt = [...prompts[r % prompts.length]!];
+    const prompt = prompts[r % prompts.length]!;
     for (let i = 0; i < cells.length; i++) {
       const k = (i + r) % cells.length; // rotate: no cell always first after the previous round
       const c = cells[k]!;
-      const run = (drafter: CausalLM | undefined, gamma: number) =>
-        generate({ verifier, drafter, gamma, prompt, maxNewTokens: o.newTokens, temperature: c.T, rng: new Xoshiro128(r + 1), stopAtEos: false });
-      // Alternate which of the pair goes first, so cache warmth favours neither.
-      let base: Generation;
-      let spec: Generation;
-      if (r % 2) {
-        base = await run(undefined, 0);
-        spec = await run(drafters[c.drafter], c.gamma);
-      } else {
-        spec = await run(drafters[c.drafter], c.gamma);
-        base = await run(undefined, 0);
-      }
+      const pair = await timePair(verifier, drafters[c.drafter]!, { gamma: c.gamma, temperature: c.T, prompt, newTokens: o.newTokens, seed: r + 1, specFirst: r % 2 === 0 });
       if (r === 0) continue; // warm-up round
-      const step = (g: Generation) => (g.stats.totalMs - g.stats.prefillMs) / g.stats.steps;
-      samples[k]!.ratio.push(step(spec) / step(base));
-      samples[k]!.prefillExtra.push((spec.stats.prefillMs - base.stats.prefillMs) / prefixTokens(prompt)); // per prompt token
-      baseStep.get(c.T)!.push(step(base));
-      basePrefill.push(base.stats.prefillMs / prefixTokens(prompt));
+      samples[k]!.ratio.push(pair.stepRatio);
+      samples[k]!.rejecting.push(pair.rejectingFraction);
+      samples[k]!.prefillExtra.push(pair.prefillExtraPerToken);
+      baseStep.get(c.T)!.push(pair.baseStepMs);
+      basePrefill.push(pair.basePrefillPerToken);
     }
     o.onRound?.();
   }
   const at = (T: number, d: number, g: number) => samples[cells.findIndex((c) => c.T === T && c.drafter === d && c.gamma === g)]!;
   const key = (x: number) => String(x);
   const baseMs = new Map(o.temperatures.map((T) => [T, median(baseStep.get(T)!)]));
+  // A step that ends in a rejection costs more (measured: +0.28 verifier-only steps at T = 0, +0.44
+  // at T = 1), so a cell's mean cost depends on how often its prompts' drafts are rejected: the
+  // cost model must separate the two, or every task whose rejection rate differs from the cost
+  // prompts' mix is mispredicted (at T = 0 the high-acceptance tasks were under-predicted by
+  // ~10%). Per T one slope over every drafter and γ, each cell keeping its own intercept.
+  const slope = new Map(o.temperatures.map((T) => [T, pooledTheilSen(cells.flatMap((c, k) => (c.T === T ? [{ x: samples[k]!.rejecting, y: samples[k]!.ratio }] : [])))]));
+  // A cell's ratio with no rejection: its samples moved to rejecting fraction 0 along the slope.
+  const ratioAtZero = (T: number, d: number, g: number) => {
+    const s = at(T, d, g);
+    return median(s.ratio.map((y, i) => y - slope.get(T)! * s.rejecting[i]!));
+  };
   return {
     promptTokens: prompts.reduce((a, p) => a + p.length, 0) / prompts.length,
     newTokens: o.newTokens,
     reps,
     verifier_prefill_ms_per_token: median(basePrefill),
     verifier_step_ms: Object.fromEntries(o.temperatures.map((T) => [key(T), baseMs.get(T)!])),
+    rejection_ms: Object.fromEntries(o.temperatures.map((T) => [key(T), slope.get(T)! * baseMs.get(T)!])),
     drafters: drafters.map((lm, d) => {
       // A step's cost: the median of its paired ratio, times the median verifier-only step.
-      const measured = o.temperatures.map((T) => gammas.map((g) => median(at(T, d, g).ratio) * baseMs.get(T)!));
+      const measured = o.temperatures.map((T) => gammas.map((g) => ratioAtZero(T, d, g) * baseMs.get(T)!));
       return {
         id: lm.id,
         prefill_ms_per_token: Math.max(0, median(o.temperatures.flatMap((T) => gammas.flatMap((g) => at(T, d, g).prefillExtra)))),
@@ -156,6 +162,109 @@ export async function measureLoopCosts(
       };
     }),
   };
+}
+
+/** One paired sample: a speculative run and a verifier-only run on the same prompt, T and seed. */
+export interface PairSample {
+  /** Speculative step ÷ verifier-only step (decoding only, prefill excluded). */
+  stepRatio: number;
+  /** The speculative run's steps that ended in a rejection, as a fraction of its steps. */
+  rejectingFraction: number;
+  baseStepMs: number;
+  /** The verifier-only prefill, and the speculative run's extra prefill, per prompt token. */
+  basePrefillPerToken: number;
+  prefillExtraPerToken: number;
+}
+
+/**
+ * Times one pair, back to back. `specFirst` alternates across samples: the second run of a pair is
+ * measurably slower (garbage from the first; measured: S 1–4% higher with the speculative run
+ * first), so a fixed order would bias every ratio the same way.
+ */
+export async function timePair(
+  verifier: CausalLM,
+  drafter: CausalLM,
+  o: { gamma: number; temperature: number; prompt: readonly number[]; newTokens: number; seed: number; specFirst: boolean },
+): Promise<PairSample> {
+  if (o.prompt.length < 2) throw new Error("timePair: the prompt is shorter than 2 tokens");
+  const run = (d: CausalLM | undefined, gamma: number) =>
+    generate({ verifier, drafter: d, gamma, prompt: [...o.prompt], maxNewTokens: o.newTokens, temperature: o.temperature, rng: new Xoshiro128(o.seed), stopAtEos: false });
+  let base: Generation;
+  let spec: Generation;
+  if (o.specFirst) {
+    spec = await run(drafter, o.gamma);
+    base = await run(undefined, 0);
+  } else {
+    base = await run(undefined, 0);
+    spec = await run(drafter, o.gamma);
+  }
+  const step = (g: Generation) => (g.stats.totalMs - g.stats.prefillMs) / g.stats.steps;
+  // The last prompt token is fed by the first step: the prefill covers the rest.
+  const prefixTokens = o.prompt.length - 1;
+  return {
+    stepRatio: step(spec) / step(base),
+    rejectingFraction: spec.stepStats.filter((st) => st.accepted < st.drafted).length / spec.stats.steps,
+    baseStepMs: step(base),
+    basePrefillPerToken: base.stats.prefillMs / prefixTokens,
+    prefillExtraPerToken: (spec.stats.prefillMs - base.stats.prefillMs) / prefixTokens,
+  };
+}
+
+/**
+ * How far the host's relative step costs have moved since a cost model was timed, per target
+ * temperature: the median over paired samples taken later (each for some drafter and γ) of the
+ * sample's step ratio ÷ the model's ratio for its cell. One factor per T, not per cell: a handful
+ * of later samples per cell would be noisier than the drift they measure, while a shift in load
+ * moves every speculative step alike (the fit's cost model of one run was ~5% low on every cell).
+ */
+export function costDrift(
+  loop: LoopCosts,
+  samples: readonly { drafter: string; gamma: number; temperature: number; stepRatio: number; rejectingFraction?: number }[],
+): Record<string, { factor: number; samples: number }> {
+  const byT = new Map<string, number[]>();
+  for (const s of samples) {
+    const t = nearestTemperature(loop, s.temperature);
+    const d = loop.drafters.find((x) => x.id === s.drafter);
+    if (!d) throw new Error(`costDrift: no loop costs for drafter ${s.drafter}`);
+    const model = (costAtGamma(d.step_ms[t]!, s.gamma) + (s.rejectingFraction ?? 0) * (loop.rejection_ms?.[t] ?? 0)) / loop.verifier_step_ms[t]!;
+    byT.set(t, [...(byT.get(t) ?? []), s.stepRatio / model]);
+  }
+  return Object.fromEntries([...byT].map(([t, xs]) => [t, { factor: median(xs), samples: xs.length }]));
+}
+
+/** The loop costs with every speculative step (and its rejection extra) scaled by its temperature's drift factor. */
+export function withDrift(loop: LoopCosts, drift: Readonly<Record<string, { factor: number }>>): LoopCosts {
+  const scale = (t: string, ms: number) => ms * (drift[t]?.factor ?? 1);
+  const each = (table: ByTemperature<Record<string, number>>) =>
+    Object.fromEntries(Object.entries(table).map(([t, row]) => [t, Object.fromEntries(Object.entries(row).map(([g, ms]) => [g, scale(t, ms)]))]));
+  return {
+    ...loop,
+    drafters: loop.drafters.map((d) => ({ ...d, step_ms: each(d.step_ms), step_ms_measured: each(d.step_ms_measured) })),
+    ...(loop.rejection_ms && { rejection_ms: Object.fromEntries(Object.entries(loop.rejection_ms).map(([t, ms]) => [t, scale(t, ms)])) }),
+  };
+}
+
+/**
+ * The slope of y on x shared by several groups, each with its own intercept: the median over
+ * every within-group pair of points of (y_i − y_j) / (x_i − x_j) (Theil–Sen, pooled). Robust to
+ * the bursts of load a shared host puts into single timings, which least squares is not. Pairs
+ * whose x differ by less than `minDx` say nothing about the slope and are skipped; none left: 0.
+ */
+export function pooledTheilSen(groups: readonly { x: readonly number[]; y: readonly number[] }[], minDx = 0.05): number {
+  const slopes: number[] = [];
+  for (const { x, y } of groups)
+    for (let i = 0; i < x.length; i++)
+      for (let j = i + 1; j < x.length; j++) {
+        const dx = x[j]! - x[i]!;
+        if (Math.abs(dx) >= minDx) slopes.push((y[j]! - y[i]!) / dx);
+      }
+  return slopes.length ? median(slopes) : 0;
+}
+
+/** The key of the measured temperature nearest to T. */
+export function nearestTemperature(loop: LoopCosts, T: number): string {
+  const temps = Object.keys(loop.verifier_step_ms).map(Number);
+  return String(temps.reduce((b, x) => (Math.abs(x - T) < Math.abs(b - T) ? x : b)));
 }
 
 /**

@@ -14,7 +14,7 @@
  */
 import { bootstrap, ratioOfSums, type Interval } from "../core/bootstrap.ts";
 import { crossEntropy, kl, pinskerAlphaBound, totalVariation } from "../core/divergence.ts";
-import { expectedSteps } from "../core/speedup.ts";
+import { expectedRejectingSteps, expectedSteps } from "../core/speedup.ts";
 import type { Rng } from "../core/rng.ts";
 import type { CausalLM } from "../engine/causal-lm.ts";
 import { overlap, softmax, targetDistribution } from "../engine/sampling.ts";
@@ -60,6 +60,8 @@ export interface PromptStats {
   betaSum: number[]; // per proposal temperature
   /** Expected verifier steps to emit the continuation, per proposal temperature, per γ of `gammas`. */
   steps: number[][];
+  /** Of those, the expected steps that end in a rejection (same shape); absent in older checkpoints. */
+  rejecting?: number[][];
   gammas: number[];
   ceSum: number;
   klSum: number;
@@ -93,6 +95,7 @@ export async function measurePrompt(
     s.positions++;
   }
   s.steps = beta.map((b) => gammas.map((g) => expectedSteps(b, g)));
+  s.rejecting = beta.map((b) => gammas.map((g) => expectedRejectingSteps(b, g)));
   return s;
 }
 
@@ -101,6 +104,8 @@ export interface FitStats {
   alpha: Interval[];
   /** E[tokens per verifier step] per proposal temperature, per γ (γ → interval), from the β sequences. */
   tokensPerStep: Record<string, Interval>[];
+  /** The fraction of those steps that end in a rejection (they cost more), same shape; {} where not measured. */
+  rejectingFraction: Record<string, number>[];
   crossEntropy: Interval;
   kl: Interval;
   meanTv: number;
@@ -117,11 +122,17 @@ export function summarizePrompts(units: readonly PromptStats[], taus: readonly n
   const tokensPerStep = taus.map((_, k) =>
     Object.fromEntries(gammas.map((g) => [String(g), bootstrap(units, ratioOfSums(pos, (u) => u.steps[k]![u.gammas.indexOf(g)]!), rng, resamples)])),
   );
+  const sum = (f: (u: PromptStats) => number) => units.reduce((a, u) => a + f(u), 0);
+  const withRejecting = units.every((u) => u.rejecting);
+  const rejectingFraction = taus.map((_, k) =>
+    withRejecting ? Object.fromEntries(gammas.map((g) => [String(g), sum((u) => u.rejecting![k]![u.gammas.indexOf(g)]!) / sum((u) => u.steps[k]![u.gammas.indexOf(g)]!)])) : {},
+  );
   const klI = bootstrap(units, ratioOfSums((u) => u.klSum, pos), rng, resamples);
   const positions = units.reduce((a, u) => a + u.positions, 0);
   return {
     alpha,
     tokensPerStep,
+    rejectingFraction,
     crossEntropy: bootstrap(units, ratioOfSums((u) => u.ceSum, pos), rng, resamples),
     kl: klI,
     meanTv: units.reduce((a, u) => a + u.tvSum, 0) / positions,

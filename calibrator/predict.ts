@@ -10,7 +10,7 @@
 import type { Interval95 } from "../core/calibration.ts";
 import type { PoolSpec } from "../core/fit.ts";
 import { costAtGamma, measuredVerifyCost, requestSpeedup, requestSpeedupAt, wallTimeFactor, type RequestCosts } from "../core/speedup.ts";
-import type { Costs, LoopCosts } from "./costs.ts";
+import { nearestTemperature, type Costs, type LoopCosts } from "./costs.ts";
 
 export interface AlphaCell {
   task: string;
@@ -20,6 +20,15 @@ export interface AlphaCell {
   alpha: Interval95;
   /** E[tokens per verifier step] by γ from the measured β sequences (measure.ts); else α i.i.d. */
   tokensPerStep?: Readonly<Record<string, Interval95>>;
+  /** By γ: the fraction of those steps that end in a rejection (measure.ts); else 1 − α^γ. */
+  rejectingFraction?: Readonly<Record<string, number>>;
+}
+
+/** A workload the model predicts for: tokens per step (and the fraction of steps rejecting) at the pool's γ, mean prompt length. */
+export interface Workload {
+  tokensPerStep: Interval95;
+  rejectingFraction?: number;
+  promptTokens: number;
 }
 
 export function poolId(drafter: string | null, gamma: number, tau: number | null): string {
@@ -37,6 +46,7 @@ export class SpeedupModel {
   private c: Map<string, number>;
   private alpha = new Map<string, Interval95>();
   private tokensPerStep = new Map<string, Readonly<Record<string, Interval95>>>();
+  private rejecting = new Map<string, Readonly<Record<string, number>>>();
 
   private loop: LoopCosts | undefined;
 
@@ -56,6 +66,7 @@ export class SpeedupModel {
       const k = key(cell.task, cell.drafter, cell.targetTemperature, cell.proposalTemperature);
       this.alpha.set(k, cell.alpha);
       if (cell.tokensPerStep) this.tokensPerStep.set(k, cell.tokensPerStep);
+      if (cell.rejectingFraction) this.rejecting.set(k, cell.rejectingFraction);
     }
   }
 
@@ -64,13 +75,13 @@ export class SpeedupModel {
     const loop = this.loop;
     const d = loop?.drafters.find((x) => x.id === drafter);
     if (!loop || !d) return undefined;
-    const temps = Object.keys(loop.verifier_step_ms).map(Number);
-    const t = String(temps.reduce((b, x) => (Math.abs(x - T) < Math.abs(b - T) ? x : b)));
+    const t = nearestTemperature(loop, T);
     return {
       verifierPrefillMsPerToken: loop.verifier_prefill_ms_per_token,
       drafterPrefillMsPerToken: d.prefill_ms_per_token,
       baseStepMs: loop.verifier_step_ms[t]!,
       specStepMs: costAtGamma(d.step_ms[t]!, gamma),
+      rejectionMs: loop.rejection_ms?.[t],
     };
   }
 
@@ -95,11 +106,11 @@ export class SpeedupModel {
    * their mean length, with this model's costs. Validation uses it to check the model on exactly
    * the prompts it timed, apart from the sampling error between prompt sets.
    */
-  predictFor(task: string, pool: PoolSpec, T: number, workload: { tokensPerStep: Interval95; promptTokens: number }): Interval95 {
+  predictFor(task: string, pool: PoolSpec, T: number, workload: Workload): Interval95 {
     return this.predictWith(task, pool, T, workload);
   }
 
-  private predictWith(task: string, pool: PoolSpec, T: number, workload?: { tokensPerStep: Interval95; promptTokens: number }): Interval95 {
+  private predictWith(task: string, pool: PoolSpec, T: number, workload?: Workload): Interval95 {
     if (pool.gamma === 0 || pool.drafter === null) return { estimate: 1, lo: 1, hi: 1 };
     const c = this.c.get(pool.drafter);
     if (c === undefined) throw new Error(`no cost measured for drafter ${pool.drafter}`);
@@ -111,8 +122,12 @@ export class SpeedupModel {
     const each = (i: Interval95, f: (x: number) => number): Interval95 => ({ estimate: f(i.estimate), lo: f(i.lo), hi: f(i.hi) });
     if (!(rc && this.shape && P !== undefined)) return each(a, (x) => wallTimeFactor(clamp(x), pool.gamma, c, this.verifyCost));
     const N = this.shape.newTokens;
-    const tps = workload?.tokensPerStep ?? this.tokensPerStep.get(key(task, pool.drafter, T, tau))?.[String(pool.gamma)];
-    if (tps) return each(tps, (x) => requestSpeedupAt(Math.min(pool.gamma + 1, Math.max(1, x)), P, N, rc));
+    const k = key(task, pool.drafter, T, tau);
+    const tps = workload ? workload.tokensPerStep : this.tokensPerStep.get(k)?.[String(pool.gamma)];
+    const f = workload ? workload.rejectingFraction : this.rejecting.get(k)?.[String(pool.gamma)];
+    // Without a measured rejecting fraction, the i.i.d. one at the cell's α: 1 − α^γ.
+    const rejecting = clamp(f ?? 1 - clamp(a.estimate) ** pool.gamma);
+    if (tps) return each(tps, (x) => requestSpeedupAt(Math.min(pool.gamma + 1, Math.max(1, x)), P, N, rc, rejecting));
     return each(a, (x) => requestSpeedup(clamp(x), pool.gamma, P, N, rc));
   }
 }

@@ -95,28 +95,41 @@ function mdTable<R>(rows: readonly R[], cols: readonly Col<R>[]): string {
 interface PredictionRow {
   task: string;
   maxRelError: number | null;
+  /** Absent in runs before cost probes. */
+  maxRelErrorUndrifted?: number | null;
   fitTimeMaxRelError: number;
   fitTimeCisOverlap: boolean;
 }
+type PredictionFindings = { perTask?: PredictionRow[]; costDrift?: Record<string, { factor: number; samples: number }> };
 function predictionRows(data: ReportData): PredictionRow[] {
-  const p = (data.findings as { prediction?: { perTask?: PredictionRow[] } } | undefined)?.prediction;
+  const p = (data.findings as { prediction?: PredictionFindings } | undefined)?.prediction;
   return Array.isArray(p?.perTask) ? p.perTask : [];
+}
+/** The drift factors the cost probes measured, in words; empty for runs without probes. */
+function driftNote(data: ReportData): string {
+  const d = (data.findings as { prediction?: PredictionFindings } | undefined)?.prediction?.costDrift;
+  if (!d || !Object.keys(d).length) return "";
+  const each = Object.entries(d).map(([T, x]) => `T = ${T}: ×${fixed(x.factor, 3)} (${x.samples} probes)`);
+  return ` Speculative step costs during validation relative to the cost model timed before the fit: ${each.join("; ")}.`;
 }
 const fPct = (x: number | null) => (isNum(x) ? `${(x * 100).toFixed(1)}%` : DASH);
 const predictionCols: Col<PredictionRow>[] = [
   { head: "task", cell: (r) => r.task },
   { head: "worst |pred − meas| / meas, validated prompts", cell: (r) => fPct(r.maxRelError), num: true, cls: (r) => (r.maxRelError !== null && r.maxRelError > 0.1 ? "bad" : undefined) },
+  { head: "same, costs as timed before the fit", cell: (r) => fPct(r.maxRelErrorUndrifted ?? null), num: true },
   { head: "same, fit-time prediction (calibration prompts)", cell: (r) => fPct(r.fitTimeMaxRelError), num: true },
   { head: "fit-time CI overlaps measured CI", cell: (r) => (r.fitTimeCisOverlap ? "yes" : "no"), cls: (r) => (r.fitTimeCisOverlap ? undefined : "bad") },
 ];
 const PREDICTION_NOTE =
-  "Per task, the worst error over its validated (T, pool) cells. Validated prompts: the model (this run's loop costs, tokens per step teacher-forced on the very prompts that were timed) against their timed speed-up — the model's own error. Fit-time: the prediction the fit used (calibration prompts) against the held-out measurement, which adds the sampling error between the two prompt sets.";
+  "Per task, the worst error over its validated (T, pool) cells. Validated prompts: the model (this run's loop costs rescaled by the drift that paired cost probes measured during validation, tokens per step teacher-forced on the very prompts that were timed) against their timed speed-up — the model's own error. Costs as timed before the fit: the same without the drift correction. Fit-time: the prediction the fit used (calibration prompts) against the held-out measurement, which adds the sampling error between the two prompt sets.";
 
 /** The loop cost model (what predictions use), one row per (drafter, target temperature). */
 interface LoopCostRow {
   drafter: string;
   T: string;
   baseMs: number;
+  /** What a step that ends in a rejection costs more; null in older cost models. */
+  rejectionMs: number | null;
   /** γ → [smoothed step ms (used), measured paired-median step ms] */
   byGamma: [string, number, number][];
 }
@@ -128,6 +141,7 @@ function loopCostRows(c: ReportData["costs"]): LoopCostRow[] {
       drafter: d.id,
       T,
       baseMs: l.verifier_step_ms[T]!,
+      rejectionMs: l.rejection_ms?.[T] ?? null,
       byGamma: Object.entries(d.step_ms[T] ?? {}).map(([g, ms]) => [g, ms, d.step_ms_measured[T]?.[g] ?? Number.NaN] as [string, number, number]),
     })),
   );
@@ -146,10 +160,15 @@ function loopCostCols(rows: readonly LoopCostRow[]): Col<LoopCostRow>[] {
       },
       num: true,
     })),
+    {
+      head: "a step that rejects: + ms (÷ verifier-only)",
+      cell: (r: LoopCostRow) => (isNum(r.rejectionMs) ? `${fixed(r.rejectionMs, 3)} (${fixed(r.rejectionMs / r.baseMs, 3)}×)` : DASH),
+      num: true,
+    },
   ];
 }
 const LOOP_COST_NOTE =
-  "What predictions use: one decoding step at each γ, timed inside real generations, each speculative run paired with a verifier-only run next to it on the same prompt (rounds cycle through the tasks' calibration prompts); the figure used is the least-squares line over γ through the measured paired medians.";
+  "What predictions use: one decoding step at each γ, timed inside real generations, each speculative run paired with a verifier-only run next to it on the same prompt (rounds cycle through the tasks' calibration prompts). A step whose drafts are all accepted costs the γ column (the least-squares line over γ through the measured paired medians, each moved to no rejection along the slope); a step that ends in a rejection costs the last column more (one Theil–Sen slope per T over every cell: paired ratio against the run's fraction of rejecting steps).";
 
 // ───────────────────────────── derived data ─────────────────────────────
 
@@ -759,7 +778,7 @@ function html(data: ReportData, d: Derived, charts: Chart[]): string {
     out.push(rows.length ? htmlTable(rows, pc) : `<p class="empty">No fitted parameters for this policy.</p>`);
   }
   const pr = predictionRows(data);
-  if (pr.length) out.push(`<h2>Prediction check</h2>\n<p class="muted">${e(PREDICTION_NOTE)}</p>`, htmlTable(pr, predictionCols));
+  if (pr.length) out.push(`<h2>Prediction check</h2>\n<p class="muted">${e(PREDICTION_NOTE + driftNote(data))}</p>`, htmlTable(pr, predictionCols));
 
   out.push(`<h2>Pools</h2>`);
   out.push(data.pools.length ? htmlTable(poolRows(data), poolCols) : `<p class="empty">No pools.</p>`);
@@ -833,7 +852,7 @@ function markdown(data: ReportData, d: Derived): string {
   }
 
   const pr = predictionRows(data);
-  if (pr.length) out.push(`## Prediction check\n\n${PREDICTION_NOTE}\n\n${mdTable(pr, predictionCols)}`);
+  if (pr.length) out.push(`## Prediction check\n\n${PREDICTION_NOTE}${driftNote(data)}\n\n${mdTable(pr, predictionCols)}`);
   const lc = loopCostRows(data.costs);
   if (lc.length) out.push(`## Cost model (in the decoding loop)\n\n${LOOP_COST_NOTE}\n\n${mdTable(lc, loopCostCols(lc))}`);
 

@@ -23,13 +23,13 @@ import { taskPrompts } from "../corpora/index.ts";
 import type { CausalLM } from "../engine/causal-lm.ts";
 import { loadOnnxCausalLM } from "../engine/onnx-lm.ts";
 import { configHash, type CalibrationConfig } from "./config.ts";
-import { loopCostPrompts, measureCosts, measureLoopCosts, type Costs } from "./costs.ts";
+import { costDrift, loopCostPrompts, measureCosts, measureLoopCosts, withDrift, type Costs } from "./costs.ts";
 import { continuationOf, measurePrompt, sampleContinuations, summarizePrompts, type Continuation, type PromptStats } from "./measure.ts";
 import { candidatePools, SpeedupModel, type AlphaCell } from "./predict.ts";
 import { Progress } from "./progress.ts";
 import type { AlphaGammaPoint, MitigationName, MitigationResult, ReportData } from "./report-data.ts";
 import { writeReport } from "./report.ts";
-import { ensureTeacherPool, runFinetune, scdfWeights, uniformWeights, type FinetunePlan } from "./scdf.ts";
+import { ensureTeacherPool, runFinetune, scdfPrerequisiteError, scdfWeights, uniformWeights, type FinetunePlan } from "./scdf.ts";
 import type { Store } from "./store.ts";
 import { validateParams, type ValidationResult } from "./validate.ts";
 import { loadPoolsConfig, type Pool } from "../origin/pools.ts";
@@ -54,6 +54,11 @@ export interface CalibrateResult {
   files: string[];
 }
 
+/**
+ * Paired cost samples taken inside each validation unit (validate.ts): with ~60 units, ~120 per
+ * target temperature, which pins the cost model's drift to ~1% for ~1 minute of extra runs.
+ */
+const COST_PROBES_PER_UNIT = 2;
 const seedOf = (...parts: (string | number)[]) => createHash("sha256").update(parts.join("|")).digest().readUInt32LE(0);
 
 export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
@@ -80,6 +85,11 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
     await store.putCheckpoint(runHash, key, v);
     return v;
   };
+  if (cfg.scdf.enabled) {
+    const finetunesDone = (await Promise.all(["finetune|s-cdf", "finetune|data-balancing"].map((k) => store.getCheckpoint(runHash, k)))).every((x) => x !== null && x !== undefined);
+    const problem = finetunesDone ? null : scdfPrerequisiteError(cfg.scdf.python, Object.keys(cfg.tasks).filter((t) => "corpus" in cfg.tasks[t]!));
+    if (problem) throw new Error(problem);
+  }
   const resumed = (await store.listCheckpoints(runHash)).length;
   log(`calibration ${runHash}${resumed ? ` (resuming: ${resumed} finished units found)` : ""}`);
 
@@ -140,7 +150,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
         for (const task of tasks) {
           const key = `${T}|${task}|${name}`;
           // (measure2: units carry expected steps per γ; older checkpoints did not.)
-          const v = await cp(`measure2|${key}`, async () => {
+          const v = await cp(`measure3|${key}`, async () => {
             const cs = await continuations(T, task);
             const units: PromptStats[] = [];
             for (const c of cs) units.push(await measurePrompt(lm, c, { temperature: T, topP: cfg.topP }, taus, cfg.gammas.filter((g) => g > 0)));
@@ -200,7 +210,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
           const s = summarize(T, task, d);
           taus.forEach((tau, k) => {
             const a = s.alpha[k]!;
-            cells.push({ task, drafter: d, targetTemperature: T, proposalTemperature: tau, alpha: a, tokensPerStep: s.tokensPerStep[k] });
+            cells.push({ task, drafter: d, targetTemperature: T, proposalTemperature: tau, alpha: a, tokensPerStep: s.tokensPerStep[k], rejectingFraction: s.rejectingFraction[k] });
             measurements.push({
               task,
               drafter: d,
@@ -225,9 +235,9 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
     // host the relative costs drift over minutes (a run whose cost model was timed during a burst
     // of load, then validated on a quiet machine, missed its predictions by up to 34%).
     // (The key names the cost model's shape: a checkpoint of an older shape is not reused.)
-    const costs: Costs = await cp("costs-v4", async () => {
-      // Two rounds per task, each round on another task's calibration prompt.
-      const costPrompts = loopCostPrompts(tasks.map((t) => prompts.get(t)!));
+    // Two rounds per task, each round on another task's calibration prompt.
+    const costPrompts = loopCostPrompts(tasks.map((t) => prompts.get(t)!));
+    const costs: Costs = await cp("costs-v5", async () => {
       const reps = Math.max(10, costPrompts.length);
       const p = new Progress("cost model (isolated, then in the decoding loop)", reps + 2, o.quiet);
       const c = await measureCosts(verifier, [...drafters.values()]);
@@ -317,10 +327,10 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
     const remoteBaseline = remotePools.find((r) => r.gamma === 0);
     if (toValidate.length) {
       const p = new Progress(`validation runs (timed, vs verifier-only${cfg.remote ? ", through origin pools" : ""})`, toValidate.length, o.quiet);
-      for (const { T, task, pool } of toValidate) {
+      for (const [unit, { T, task, pool }] of toValidate.entries()) {
         const remote = cfg.remote ? remoteFor(pool) : undefined;
         if (cfg.remote && !remote) notes.push(`no remote pool runs ${pool.id}; validated in-process instead`);
-        const v = await cp(`validate|${T}|${task}|${pool.id}`, async (): Promise<ValidationResult> => {
+        const v = await cp(`validate-v2|${T}|${task}|${pool.id}`, async (): Promise<ValidationResult> => {
           if (remote) {
             const m = await measurePoolRemote(remote, heldoutText.get(task)!, {
               temperature: T,
@@ -348,6 +358,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
             seed: seedOf(cfg.seed, "validate", task),
             rng: new Xoshiro128(seedOf(cfg.seed, "vboot", T, task, pool.id)),
             resamples: cfg.bootstrapResamples,
+            costProbes: { prompts: costPrompts, count: COST_PROBES_PER_UNIT, offset: unit * COST_PROBES_PER_UNIT },
           });
         });
         validations.set(`${T}|${task}|${pool.id}`, v);
@@ -451,11 +462,18 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
     // The model's prediction for exactly the prompts each validation timed (their teacher-forced
     // tokens per step, this run's costs): what checks the speed-up model. The fit-time prediction
     // (calibration prompts) differs from it by the sampling error between the two prompt sets.
+    // Its costs: the cost model rescaled by the drift the validation's cost probes measured (one
+    // factor per T), so model and measurement see the same host conditions.
     const poolById = new Map(toValidate.map(({ pool }) => [pool.id, pool]));
-    const predictedOnValidated = (T: number, task: string, poolId: string): Interval95 | null => {
+    const probes = toValidate.flatMap(({ T, task, pool }) =>
+      pool.drafter === null ? [] : (validations.get(`${T}|${task}|${pool.id}`)?.costProbes ?? []).map((p) => ({ drafter: pool.drafter!, gamma: pool.gamma, temperature: T, stepRatio: p.stepRatio, rejectingFraction: p.rejectingFraction })),
+    );
+    const drift = costsAll.loop && probes.length ? costDrift(costsAll.loop, probes) : {};
+    const modelAtValidation = costsAll.loop && probes.length ? new SpeedupModel({ ...costsAll, loop: withDrift(costsAll.loop, drift) }, cells, { promptTokens, newTokens: cfg.validation.newTokens }) : model;
+    const predictedOnValidated = (T: number, task: string, poolId: string, m = modelAtValidation): Interval95 | null => {
       const v = validations.get(`${T}|${task}|${poolId}`);
       const pool = poolById.get(poolId);
-      return v?.teacherForced && pool ? model.predictFor(task, pool, T, v.teacherForced) : null;
+      return v?.teacherForced && pool ? m.predictFor(task, pool, T, v.teacherForced) : null;
     };
     run.summary.validation = [...validations.entries()].map(([key, v]) => {
       const [T, task, pool] = key.split("|") as [string, string, string];
@@ -483,14 +501,18 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
       const ps = params.filter((p) => p.task === t && p.measuredSpeedup);
       // Each validated (T, pool) once, though several policies may share it.
       const cells = [...new Map(ps.map((p) => [`${p.targetTemperature}|${p.poolId}`, p])).values()];
-      const onValidated = cells.map((p) => {
-        const pred = predictedOnValidated(p.targetTemperature, t, p.poolId);
-        return pred ? relErr(pred.estimate, p.measuredSpeedup!.estimate) : null;
-      });
+      const errorWith = (m: SpeedupModel) =>
+        cells.map((p) => {
+          const pred = predictedOnValidated(p.targetTemperature, t, p.poolId, m);
+          return pred ? relErr(pred.estimate, p.measuredSpeedup!.estimate) : null;
+        });
+      const worst = (es: (number | null)[]) => (es.every((e) => e !== null) && es.length ? Math.max(...(es as number[])) : null);
+      const onValidated = errorWith(modelAtValidation);
       const fitTime = cells.map((p) => relErr(p.predictedSpeedup.estimate, p.measuredSpeedup!.estimate));
       return {
         task: t,
-        maxRelError: onValidated.every((e) => e !== null) && onValidated.length ? Math.max(...(onValidated as number[])) : null,
+        maxRelError: worst(onValidated),
+        maxRelErrorUndrifted: worst(errorWith(model)),
         fitTimeMaxRelError: Math.max(0, ...fitTime),
         fitTimeCisOverlap: cells.every((p) => p.predictedSpeedup.lo <= p.measuredSpeedup!.hi && p.measuredSpeedup!.lo <= p.predictedSpeedup.hi),
       };
@@ -507,7 +529,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
         : null,
       prediction: {
         basis:
-          "maxRelError: the model's prediction for the validated prompts themselves (teacher-forced tokens per step, this run's costs) vs their timed speed-up; fitTime*: the prediction made for the fit (calibration prompts) vs the held-out measurement",
+          "maxRelError: the model's prediction for the validated prompts themselves (teacher-forced tokens per step; this run's loop costs rescaled per T by costDrift, measured by paired cost probes taken during validation) vs their timed speed-up; maxRelErrorUndrifted: the same with the loop costs as timed before the fit; fitTime*: the prediction made for the fit (calibration prompts, costs as timed before the fit) vs the held-out measurement",
+        costDrift: drift,
         perTask: perTaskErr,
         tasksWithin10pct: perTaskErr.filter((e) => e.maxRelError !== null && e.maxRelError <= 0.1).length,
         fitTimeTasksWithin10pct: perTaskErr.filter((e) => e.fitTimeMaxRelError <= 0.1).length,

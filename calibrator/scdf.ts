@@ -10,7 +10,7 @@
  *   4. `trainer/export.py` exports it as a new drafter directory, which the calibrator re-measures.
  * Teacher targets come from the committed verifier ONNX (trainer/distill.py targets).
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,6 +54,25 @@ function run(cmd: string, args: string[], log: (line: string) => void): Promise<
     p.on("error", (e) => rej(new Error(`cannot start ${cmd}: ${e.message} — install Debian's python3-torch and python3-onnx (see trainer/README.md)`)));
     p.on("close", (code) => (code === 0 ? res() : rej(new Error(`${cmd} ${args[0]} ${args[1] ?? ""} exited with ${code}: ${tail.split("\n").filter(Boolean).slice(-2).join(" | ")}`))));
   });
+}
+
+const TRAINER_PACKAGES = "python3-torch python3-onnx python3-numpy libopenblas0-openmp";
+
+/**
+ * What the finetunes need, checked before any measurement, so a machine without them fails in a
+ * second with the fix rather than after minutes of work: Debian's PyTorch, ONNX and NumPy for
+ * `python`, and the training text of every corpus task (built from Debian packages, not committed).
+ */
+export function scdfPrerequisiteError(python: string, corpusTasks: readonly string[]): string | null {
+  const probe = spawnSync(python, ["-c", "import numpy, torch, onnx"], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+  if (probe.error) return `s-CDF cannot start ${python} (${probe.error.message}) — install Debian's PyTorch: sudo apt-get install -y --no-install-recommends ${TRAINER_PACKAGES}, or set scdf.python / scdf.enabled false in the config`;
+  if (probe.status !== 0) {
+    const missing = /No module named '([^']+)'/.exec(probe.stderr ?? "")?.[1];
+    return `s-CDF needs ${missing ? `the Python module '${missing}'` : "PyTorch, ONNX and NumPy"} for ${python} — run: sudo apt-get install -y --no-install-recommends ${TRAINER_PACKAGES} (or set scdf.enabled false in the config)`;
+  }
+  const absent = corpusTasks.filter((t) => !existsSync(join(ROOT, "corpora", ".cache", "train", `${t}.bin`)));
+  if (absent.length) return `s-CDF trains on the tasks' training text, which is not built yet (${absent.join(", ")}) — run: npm run corpora (~1 min), or set scdf.enabled false in the config`;
+  return null;
 }
 
 /** Teacher targets from the committed verifier (shared by every finetune; resumable per task). */

@@ -104,6 +104,13 @@ export interface RequestCosts {
    * tokens, the rejection sampler and the rollbacks, ms.
    */
   specStepMs: number;
+  /**
+   * What a step that ends in a rejection costs on top of `specStepMs` (then the cost of a step
+   * whose drafts are all accepted), ms. A rejection rolls both caches back (the next append
+   * compacts them) and, at T > 0, samples from the residual max(0, p − q): measured 0.28 (T = 0)
+   * to 0.44 (T = 1) verifier-only steps. Absent: steps cost the same whatever is accepted.
+   */
+  rejectionMs?: number;
 }
 
 /**
@@ -122,14 +129,21 @@ export interface RequestCosts {
 export function requestSpeedup(alpha: number, gamma: number, promptTokens: number, newTokens: number, c: RequestCosts): number {
   check(alpha, gamma, 0);
   if (gamma === 0) return 1;
-  return requestSpeedupAt(expectedTokensPerCall(alpha, gamma), promptTokens, newTokens, c);
+  // i.i.d. acceptance: a step's γ drafts are all accepted with probability α^γ.
+  return requestSpeedupAt(expectedTokensPerCall(alpha, gamma), promptTokens, newTokens, c, 1 - alpha ** gamma);
 }
 
-/** `requestSpeedup` with the tokens each step yields given directly (e.g. from `expectedSteps`). */
-export function requestSpeedupAt(tokensPerStep: number, promptTokens: number, newTokens: number, c: RequestCosts): number {
+/**
+ * `requestSpeedup` with the tokens each step yields given directly (e.g. from `expectedSteps`),
+ * and the fraction of steps that end in a rejection (`expectedRejectingSteps` ÷ steps), which
+ * cost `c.rejectionMs` more: T_spec's decoding term is (N / tokens per step)·(t_γ + f·t_rej).
+ */
+export function requestSpeedupAt(tokensPerStep: number, promptTokens: number, newTokens: number, c: RequestCosts, rejectingFraction = 0): number {
   if (!(tokensPerStep >= 1)) throw new RangeError(`tokens per step must be >= 1, got ${tokensPerStep}`);
+  if (!(rejectingFraction >= 0 && rejectingFraction <= 1)) throw new RangeError(`rejecting fraction must be in [0, 1], got ${rejectingFraction}`);
   const base = promptTokens * c.verifierPrefillMsPerToken + newTokens * c.baseStepMs;
-  const spec = promptTokens * (c.verifierPrefillMsPerToken + c.drafterPrefillMsPerToken) + (newTokens / tokensPerStep) * c.specStepMs;
+  const step = c.specStepMs + rejectingFraction * (c.rejectionMs ?? 0);
+  const spec = promptTokens * (c.verifierPrefillMsPerToken + c.drafterPrefillMsPerToken) + (newTokens / tokensPerStep) * step;
   return base / spec;
 }
 
@@ -162,6 +176,31 @@ export function expectedSteps(beta: ArrayLike<number>, gamma: number): number {
     E[j] = e;
   }
   return E[0]!;
+}
+
+/**
+ * Expected verifier steps that end in a rejection (some draft rejected) while emitting the
+ * sequence, by the same recursion over the β sequence as `expectedSteps` (exact at T = 0): from
+ * position j a step drafts g = min(γ, n − j − 1) tokens; a rejection at draft k (probability
+ * β_j···β_{j+k−1}·(1 − β_{j+k})) counts one and moves to j + k + 1; accepting all g moves to
+ * j + g + 1 without one.
+ */
+export function expectedRejectingSteps(beta: ArrayLike<number>, gamma: number): number {
+  check(0, gamma, 0);
+  const n = beta.length;
+  const R = new Float64Array(n + gamma + 2); // R[j] = 0 for j ≥ n
+  for (let j = n - 1; j >= 0; j--) {
+    const g = Math.min(gamma, n - j - 1);
+    let run = 1;
+    let r = 0;
+    for (let k = 0; k < g; k++) {
+      r += run * (1 - beta[j + k]!) * (1 + R[j + k + 1]!);
+      run *= beta[j + k]!;
+    }
+    r += run * R[j + g + 1]!;
+    R[j] = r;
+  }
+  return R[0]!;
 }
 
 /** A per-γ step-cost table (γ → ms) read at γ: measured points as they are, others piecewise linear. */

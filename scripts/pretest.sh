@@ -2,8 +2,8 @@
 # Before the tests: the calibrator's s-CDF step and the trainer need Debian's PyTorch + ONNX (and
 # mandoc for the corpus builder): installed when missing and we can (root with apt), else we say how.
 set -euo pipefail
-PKGS="python3-torch python3-onnx libopenblas0-openmp mandoc"
-if ! { /usr/bin/python3 -c "import torch, onnx" 2>/dev/null && command -v mandoc >/dev/null; }; then
+PKGS="python3-torch python3-onnx python3-numpy libopenblas0-openmp mandoc"
+if ! { /usr/bin/python3 -c "import numpy, torch, onnx" 2>/dev/null && command -v mandoc >/dev/null; }; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "installing Debian packages for the trainer: $PKGS" >&2
   apt-get update -qq

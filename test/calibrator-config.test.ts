@@ -30,3 +30,21 @@ describe("calibration config", () => {
     expect(configHash(parseConfig({ ...example, seed: 2 }))).not.toBe(configHash(a));
   });
 });
+
+describe("s-CDF prerequisites", () => {
+  it("say in one line, before any work, what to install or build", async () => {
+    const { scdfPrerequisiteError } = await import("../calibrator/scdf.ts");
+    const oneLine = (m: string | null) => {
+      expect(m).not.toBeNull();
+      expect(m!).not.toContain("\n");
+      return m!;
+    };
+    expect(oneLine(scdfPrerequisiteError("/nonexistent/python3", ["en"]))).toMatch(/cannot start \/nonexistent\/python3 .*apt-get install .*python3-torch/);
+    // A Python that lacks the modules: its own import error names the module.
+    const fake = `${process.execPath}`; // node, run with `-c …`: exits non-zero without "No module named"
+    expect(oneLine(scdfPrerequisiteError(fake, ["en"]))).toMatch(/needs PyTorch, ONNX and NumPy .*apt-get install/);
+    // With Debian's PyTorch (npm test's pretest installs it) only the training text can be missing.
+    expect(scdfPrerequisiteError("/usr/bin/python3", ["en"])).toBeNull();
+    expect(oneLine(scdfPrerequisiteError("/usr/bin/python3", ["en", "xx"]))).toMatch(/not built yet \(xx\) — run: npm run corpora/);
+  });
+});

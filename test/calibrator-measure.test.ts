@@ -39,7 +39,7 @@ describe("teacher-forced measurement", () => {
     expect(Math.abs(accepted / drafted - s.alpha[1]!.estimate)).toBeLessThan(0.06);
   });
 
-  it("tokens per step from the β sequences match the steps real speculative runs take, at T = 0 exactly", async () => {
+  it("tokens per step (and rejecting steps) from the β sequences match what real speculative runs take, at T = 0 exactly", async () => {
     const verifier = await model("verifier");
     const drafter = await model("drafter-base");
     const prompts = [...taskPrompts("en", 4, 64, "validation"), ...taskPrompts("code-py", 4, 64, "validation")].map((p) => verifier.tokenizer.encode(p));
@@ -53,25 +53,36 @@ describe("teacher-forced measurement", () => {
         const run = await generate({ verifier, drafter, gamma: g, prompt: prompts[i]!, maxNewTokens: 40, temperature: 0, proposalTemperature: 0, rng: new Xoshiro128(1), stopAtEos: false });
         expect(run.tokens).toEqual(c.continuation);
         expect(u.steps[0]![k]).toBeCloseTo(run.stats.steps, 6);
+        expect(u.rejecting![0]![k]).toBeCloseTo(run.stepStats.filter((st) => st.accepted < st.drafted).length, 6);
       }
     }
   });
 });
 
 describe("validation", () => {
-  it("teacher-forces the very prompts it timed: at T = 0 their tokens per step are the timed run's exactly", async () => {
+  it("teacher-forces the very prompts it timed: at T = 0 their tokens per step are the timed run's exactly; takes the cost probes asked for", async () => {
     const verifier = await model("verifier");
     const drafter = await model("drafter-base");
     const prompts = taskPrompts("math", 4, 64, "test").map((p) => verifier.tokenizer.encode(p));
-    const v = await validateParams({ verifier, drafter, gamma: 3, proposalTemperature: 0, temperature: 0, prompts, newTokens: 32, seed: 5, rng: new Xoshiro128(6), resamples: 100 });
+    const costProbes = { prompts: prompts.slice(0, 1), count: 2, offset: 0 };
+    const v = await validateParams({ verifier, drafter, gamma: 3, proposalTemperature: 0, temperature: 0, prompts, newTokens: 32, seed: 5, rng: new Xoshiro128(6), resamples: 100, costProbes });
     let steps = 0;
-    for (const [i, prompt] of prompts.entries())
-      steps += (await generate({ verifier, drafter, gamma: 3, prompt, maxNewTokens: 32, temperature: 0, proposalTemperature: 0, rng: new Xoshiro128(5 + i), stopAtEos: false })).stats.steps;
+    let rejecting = 0;
+    for (const [i, prompt] of prompts.entries()) {
+      const run = await generate({ verifier, drafter, gamma: 3, prompt, maxNewTokens: 32, temperature: 0, proposalTemperature: 0, rng: new Xoshiro128(5 + i), stopAtEos: false });
+      steps += run.stats.steps;
+      rejecting += run.stepStats.filter((st) => st.accepted < st.drafted).length;
+    }
     expect(v.teacherForced).toBeDefined();
     expect(v.teacherForced!.tokensPerStep.estimate).toBeCloseTo((prompts.length * 32) / steps, 9);
+    expect(v.teacherForced!.rejectingFraction).toBeCloseTo(rejecting / steps, 9);
     expect(v.teacherForced!.promptTokens).toBeCloseTo(prompts.reduce((a, p) => a + p.length, 0) / prompts.length, 9);
-    // Verifier-only parameters have nothing to teacher-force.
-    const off = await validateParams({ verifier, drafter: undefined, gamma: 0, proposalTemperature: null, temperature: 0, prompts: prompts.slice(0, 1), newTokens: 8, seed: 5, rng: new Xoshiro128(6), resamples: 50 });
+    // The cost probes asked for, each a paired sample at this cell.
+    expect(v.costProbes).toHaveLength(2);
+    for (const p of v.costProbes!) expect(p.stepRatio).toBeGreaterThan(0);
+    // Verifier-only parameters have nothing to teacher-force, and no speculative step to probe.
+    const off = await validateParams({ verifier, drafter: undefined, gamma: 0, proposalTemperature: null, temperature: 0, prompts: prompts.slice(0, 1), newTokens: 8, seed: 5, rng: new Xoshiro128(6), resamples: 50, costProbes });
     expect(off.teacherForced).toBeUndefined();
+    expect(off.costProbes).toBeUndefined();
   });
 });

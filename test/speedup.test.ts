@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bestGamma, costAtGamma, expectedSteps, expectedTokensPerCall, measuredVerifyCost, operationsFactor, requestSpeedup, wallTimeFactor } from "../core/speedup.ts";
+import { bestGamma, costAtGamma, expectedRejectingSteps, expectedSteps, expectedTokensPerCall, measuredVerifyCost, operationsFactor, requestSpeedup, requestSpeedupAt, wallTimeFactor } from "../core/speedup.ts";
 
 // Every expected value below is worked out by hand in the comment beside it.
 describe("analytic speed-up model", () => {
@@ -87,6 +87,34 @@ describe("analytic speed-up model", () => {
     }
   });
 
+  it("expected rejecting steps along a β sequence: hand cases, and 1 − α^γ per step in the i.i.d. limit", () => {
+    // Every draft accepted: no rejection. None: every step that drafts rejects (all but the last, which has no room to draft).
+    expect(expectedRejectingSteps(new Float64Array(10).fill(1), 3)).toBe(0);
+    expect(expectedRejectingSteps(new Float64Array(10).fill(0), 3)).toBe(9);
+    expect(expectedRejectingSteps([0.3, 0.9, 0.5], 0)).toBe(0);
+    // n = 2, γ = 1: the first step rejects with probability .75, then one more step that cannot draft.
+    expect(expectedRejectingSteps([0.25, 0.6], 1)).toBeCloseTo(0.75, 12);
+    // n = 3, γ = 2, β = (.5, .4, .7): reject at k = 0 (p .5) then from 1 one draft (rejects w.p. .6);
+    // reject at k = 1 (p .5·.6) then from 2 nothing; accept both (p .2): done.
+    expect(expectedRejectingSteps([0.5, 0.4, 0.7], 2)).toBeCloseTo(0.5 * (1 + 0.6) + 0.5 * 0.6 * 1, 12);
+    for (const [a, g] of [[0.6, 3], [0.8, 5], [0.3, 1]] as const) {
+      const beta = new Float64Array(20_000).fill(a);
+      expect(expectedRejectingSteps(beta, g) / expectedSteps(beta, g)).toBeCloseTo(1 - a ** g, 2);
+    }
+  });
+
+  it("a request's speed-up charges the rejection extra on the fraction of steps that reject", () => {
+    const c = { verifierPrefillMsPerToken: 0.1, drafterPrefillMsPerToken: 0.02, baseStepMs: 2, specStepMs: 3, rejectionMs: 0.8 };
+    // P = 50, N = 64, 2 tokens per step, half the steps reject: (5 + 128) / (6 + 32·(3 + 0.4)).
+    expect(requestSpeedupAt(2, 50, 64, c, 0.5)).toBeCloseTo(133 / (6 + 32 * 3.4), 12);
+    expect(requestSpeedupAt(2, 50, 64, c)).toBeCloseTo(133 / (6 + 32 * 3), 12); // no rejection
+    expect(requestSpeedupAt(2, 50, 64, { ...c, rejectionMs: undefined }, 1)).toBeCloseTo(133 / (6 + 32 * 3), 12); // an older cost model
+    expect(() => requestSpeedupAt(2, 50, 64, c, 1.5)).toThrow(RangeError);
+    // i.i.d.: the fraction is 1 − α^γ.
+    const a = 0.7;
+    expect(requestSpeedup(a, 3, 50, 64, c)).toBeCloseTo(requestSpeedupAt(expectedTokensPerCall(a, 3), 50, 64, c, 1 - a ** 3), 12);
+  });
+
   it("tokens per step depend on how acceptance is arranged, not only on its mean α", () => {
     // Easy and hard stretches (β = 1 for 200 positions, then 0 for 200, …): α = .5, but the easy
     // half takes n/2/(γ+1) steps and the hard half n/2: 1 / (.5/5 + .5) = 1.667 tokens per step
@@ -117,6 +145,49 @@ describe("loop step costs", () => {
     const fit = linearInGamma(g, bent);
     expect(Math.abs(fit[3]! - line[3]!)).toBeLessThan(0.5 * Math.abs(bent[3]! - line[3]!));
     expect(linearInGamma([1, 2], [1.7, 2.1])).toEqual([1.7, 2.1]);
+  });
+
+  it("drift: one factor per temperature, the median of probe ÷ model over cells, and it rescales every speculative step", async () => {
+    const { costDrift, withDrift } = await import("../calibrator/costs.ts");
+    const loop = {
+      promptTokens: 40,
+      newTokens: 64,
+      reps: 10,
+      verifier_prefill_ms_per_token: 0.1,
+      verifier_step_ms: { "0": 2, "1": 2 },
+      drafters: [{ id: "d", prefill_ms_per_token: 0.02, step_ms: { "0": { "1": 2.6, "2": 3.0 }, "1": { "1": 2.8, "2": 3.2 } }, step_ms_measured: { "0": { "1": 2.6, "2": 3.0 }, "1": { "1": 2.8, "2": 3.2 } } }],
+    };
+    // At T = 0: model ratios 1.3 (γ 1) and 1.5 (γ 2); probes 5% above, 5% above, 20% above (an outlier the median ignores).
+    const probes = [
+      { drafter: "d", gamma: 1, temperature: 0, stepRatio: 1.3 * 1.05 },
+      { drafter: "d", gamma: 2, temperature: 0, stepRatio: 1.5 * 1.05 },
+      { drafter: "d", gamma: 2, temperature: 0, stepRatio: 1.5 * 1.2 },
+      { drafter: "d", gamma: 1, temperature: 0.9, stepRatio: 1.4 * 0.96 }, // nearest measured T is 1
+    ];
+    const drift = costDrift(loop, probes);
+    expect(drift["0"]!.factor).toBeCloseTo(1.05, 9);
+    expect(drift["0"]!.samples).toBe(3);
+    expect(drift["1"]!.factor).toBeCloseTo(0.96, 9);
+    const moved = withDrift(loop, drift);
+    expect(moved.drafters[0]!.step_ms["0"]!["2"]).toBeCloseTo(3.0 * 1.05, 9);
+    expect(moved.drafters[0]!.step_ms["1"]!["1"]).toBeCloseTo(2.8 * 0.96, 9);
+    expect(moved.verifier_step_ms).toEqual(loop.verifier_step_ms); // the verifier-only step is the unit
+    expect(() => costDrift(loop, [{ drafter: "x", gamma: 1, temperature: 0, stepRatio: 1 }])).toThrow(/no loop costs for drafter x/);
+  });
+
+  it("share one rejection slope across cells with their own intercepts, robust to a burst", async () => {
+    const { pooledTheilSen } = await import("../calibrator/costs.ts");
+    // Three cells (γ), intercepts 1.3, 1.5, 1.7, slope 0.35 in the rejecting fraction.
+    const groups = [1.3, 1.5, 1.7].map((b, g) => {
+      const x = Array.from({ length: 12 }, (_, i) => 0.1 + 0.07 * ((i * 5 + g) % 12));
+      return { x, y: x.map((v) => b + 0.35 * v) };
+    });
+    expect(pooledTheilSen(groups)).toBeCloseTo(0.35, 9);
+    // One timing 40% high (a burst of load) barely moves it; least squares would.
+    groups[1]!.y[3] = groups[1]!.y[3]! * 1.4;
+    expect(Math.abs(pooledTheilSen(groups) - 0.35)).toBeLessThan(0.02);
+    // No spread in x: no slope to see.
+    expect(pooledTheilSen([{ x: [0.5, 0.5, 0.51], y: [1, 2, 3] }])).toBe(0);
   });
 
   it("cycle through the tasks' prompts task-major, skipping tasks that have fewer", async () => {
