@@ -133,8 +133,8 @@ export async function measureLoopCosts(
   const at = (T: number, d: number, g: number) => samples[cells.findIndex((c) => c.T === T && c.drafter === d && c.gamma === g)]!;
   const key = (x: number) => String(x);
   const baseMs = new Map(o.temperatures.map((T) => [T, median(baseStep.get(T)!)]));
-  // A step that ends in a rejection costs more (measured: +0.28 verifier-only steps at T = 0, +0.44
-  // at T = 1), so a cell's mean cost depends on how often its prompts' drafts are rejected: the
+  // A step that ends in a rejection costs more (measured on this CPU: +0.24 to +0.49 verifier-only
+  // steps, by T and run), so a cell's mean cost depends on how often its prompts' drafts are rejected: the
   // cost model must separate the two, or every task whose rejection rate differs from the cost
   // prompts' mix is mispredicted (at T = 0 the high-acceptance tasks were under-predicted by
   // ~10%). Per T one slope over every drafter and γ, each cell keeping its own intercept.
@@ -152,7 +152,8 @@ export async function measureLoopCosts(
     verifier_step_ms: Object.fromEntries(o.temperatures.map((T) => [key(T), baseMs.get(T)!])),
     rejection_ms: Object.fromEntries(o.temperatures.map((T) => [key(T), slope.get(T)! * baseMs.get(T)!])),
     drafters: drafters.map((lm, d) => {
-      // A step's cost: the median of its paired ratio, times the median verifier-only step.
+      // A full-accept step's cost: the median of its paired ratio moved to no rejection, times the
+      // median verifier-only step.
       const measured = o.temperatures.map((T) => gammas.map((g) => ratioAtZero(T, d, g) * baseMs.get(T)!));
       return {
         id: lm.id,
@@ -217,19 +218,41 @@ export async function timePair(
  * of later samples per cell would be noisier than the drift they measure, while a shift in load
  * moves every speculative step alike (the fit's cost model of one run was ~5% low on every cell).
  */
-export function costDrift(
-  loop: LoopCosts,
-  samples: readonly { drafter: string; gamma: number; temperature: number; stepRatio: number; rejectingFraction?: number }[],
-): Record<string, { factor: number; samples: number }> {
+export type CostProbe = { drafter: string; gamma: number; temperature: number; stepRatio: number; rejectingFraction?: number };
+
+export function costDrift(loop: LoopCosts, samples: readonly CostProbe[]): Record<string, { factor: number; samples: number }> {
   const byT = new Map<string, number[]>();
-  for (const s of samples) {
+  const ratios = probeRatios(loop, samples);
+  samples.forEach((s, i) => {
+    const t = nearestTemperature(loop, s.temperature);
+    byT.set(t, [...(byT.get(t) ?? []), ratios[i]!]);
+  });
+  return Object.fromEntries([...byT].map(([t, xs]) => [t, { factor: median(xs), samples: xs.length }]));
+}
+
+/** Each probe's step ratio ÷ the cost model's ratio for its cell at its rejecting fraction. */
+export function probeRatios(loop: LoopCosts, samples: readonly CostProbe[]): number[] {
+  return samples.map((s) => {
     const t = nearestTemperature(loop, s.temperature);
     const d = loop.drafters.find((x) => x.id === s.drafter);
     if (!d) throw new Error(`costDrift: no loop costs for drafter ${s.drafter}`);
     const model = (costAtGamma(d.step_ms[t]!, s.gamma) + (s.rejectingFraction ?? 0) * (loop.rejection_ms?.[t] ?? 0)) / loop.verifier_step_ms[t]!;
-    byT.set(t, [...(byT.get(t) ?? []), s.stepRatio / model]);
-  }
-  return Object.fromEntries([...byT].map(([t, xs]) => [t, { factor: median(xs), samples: xs.length }]));
+    return s.stepRatio / model;
+  });
+}
+
+/**
+ * The drift around each of a sequence of validation units, in the order they ran: the median
+ * probe ratio over the units within `window` of it (every temperature: the host's load moves every
+ * speculative step alike). One factor for a whole validation phase missed a trend within it: in
+ * one run the units validated last were predicted ~5% higher than those validated first.
+ * 1 where no probe is near.
+ */
+export function localDrift(ratiosByUnit: readonly (readonly number[])[], window: number): number[] {
+  return ratiosByUnit.map((_, i) => {
+    const near = ratiosByUnit.slice(Math.max(0, i - window), i + window + 1).flat();
+    return near.length ? median(near) : 1;
+  });
 }
 
 /** The loop costs with every speculative step (and its rejection extra) scaled by its temperature's drift factor. */

@@ -110,7 +110,7 @@ function driftNote(data: ReportData): string {
   const d = (data.findings as { prediction?: PredictionFindings } | undefined)?.prediction?.costDrift;
   if (!d || !Object.keys(d).length) return "";
   const each = Object.entries(d).map(([T, x]) => `T = ${T}: ×${fixed(x.factor, 3)} (${x.samples} probes)`);
-  return ` Speculative step costs during validation relative to the cost model timed before the fit: ${each.join("; ")}.`;
+  return ` Speculative step costs over the whole validation phase relative to the cost model timed before the fit: ${each.join("; ")}.`;
 }
 const fPct = (x: number | null) => (isNum(x) ? `${(x * 100).toFixed(1)}%` : DASH);
 const predictionCols: Col<PredictionRow>[] = [
@@ -121,7 +121,7 @@ const predictionCols: Col<PredictionRow>[] = [
   { head: "fit-time CI overlaps measured CI", cell: (r) => (r.fitTimeCisOverlap ? "yes" : "no"), cls: (r) => (r.fitTimeCisOverlap ? undefined : "bad") },
 ];
 const PREDICTION_NOTE =
-  "Per task, the worst error over its validated (T, pool) cells. Validated prompts: the model (this run's loop costs rescaled by the drift that paired cost probes measured during validation, tokens per step teacher-forced on the very prompts that were timed) against their timed speed-up — the model's own error. Costs as timed before the fit: the same without the drift correction. Fit-time: the prediction the fit used (calibration prompts) against the held-out measurement, which adds the sampling error between the two prompt sets.";
+  "Per task, the worst error over its validated (T, pool) cells. Validated prompts: the model (this run's loop costs rescaled by the drift that paired cost probes measured around each validation unit — the units within 5 of it in the order they ran —, tokens per step teacher-forced on the very prompts that were timed) against their timed speed-up — the model's own error. Costs as timed before the fit: the same without the drift correction. Fit-time: the prediction the fit used (calibration prompts) against the held-out measurement, which adds the sampling error between the two prompt sets.";
 
 /** The loop cost model (what predictions use), one row per (drafter, target temperature). */
 interface LoopCostRow {

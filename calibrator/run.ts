@@ -23,7 +23,7 @@ import { taskPrompts } from "../corpora/index.ts";
 import type { CausalLM } from "../engine/causal-lm.ts";
 import { loadOnnxCausalLM } from "../engine/onnx-lm.ts";
 import { configHash, type CalibrationConfig } from "./config.ts";
-import { costDrift, loopCostPrompts, measureCosts, measureLoopCosts, withDrift, type Costs } from "./costs.ts";
+import { costDrift, localDrift, loopCostPrompts, measureCosts, measureLoopCosts, probeRatios, withDrift, type CostProbe, type Costs } from "./costs.ts";
 import { continuationOf, measurePrompt, sampleContinuations, summarizePrompts, type Continuation, type PromptStats } from "./measure.ts";
 import { candidatePools, SpeedupModel, type AlphaCell } from "./predict.ts";
 import { Progress } from "./progress.ts";
@@ -59,6 +59,8 @@ export interface CalibrateResult {
  * target temperature, which pins the cost model's drift to ~1% for ~1 minute of extra runs.
  */
 const COST_PROBES_PER_UNIT = 2;
+/** The prediction check's drift for a unit: the median probe ratio over the units within this many of it (~22 probes). */
+const LOCAL_DRIFT_UNITS = 5;
 const seedOf = (...parts: (string | number)[]) => createHash("sha256").update(parts.join("|")).digest().readUInt32LE(0);
 
 export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
@@ -462,18 +464,33 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
     // The model's prediction for exactly the prompts each validation timed (their teacher-forced
     // tokens per step, this run's costs): what checks the speed-up model. The fit-time prediction
     // (calibration prompts) differs from it by the sampling error between the two prompt sets.
-    // Its costs: the cost model rescaled by the drift the validation's cost probes measured (one
-    // factor per T), so model and measurement see the same host conditions.
+    // Its costs: the cost model rescaled by the drift the validation's cost probes measured around
+    // each unit (the units just before and after it), so model and measurement see the same host
+    // conditions. The per-T factor over the whole phase is reported too.
     const poolById = new Map(toValidate.map(({ pool }) => [pool.id, pool]));
-    const probes = toValidate.flatMap(({ T, task, pool }) =>
-      pool.drafter === null ? [] : (validations.get(`${T}|${task}|${pool.id}`)?.costProbes ?? []).map((p) => ({ drafter: pool.drafter!, gamma: pool.gamma, temperature: T, stepRatio: p.stepRatio, rejectingFraction: p.rejectingFraction })),
-    );
-    const drift = costsAll.loop && probes.length ? costDrift(costsAll.loop, probes) : {};
-    const modelAtValidation = costsAll.loop && probes.length ? new SpeedupModel({ ...costsAll, loop: withDrift(costsAll.loop, drift) }, cells, { promptTokens, newTokens: cfg.validation.newTokens }) : model;
-    const predictedOnValidated = (T: number, task: string, poolId: string, m = modelAtValidation): Interval95 | null => {
-      const v = validations.get(`${T}|${task}|${poolId}`);
+    const probesOf = ({ T, task, pool }: (typeof toValidate)[number]): CostProbe[] =>
+      pool.drafter === null ? [] : (validations.get(`${T}|${task}|${pool.id}`)?.costProbes ?? []).map((p) => ({ drafter: pool.drafter!, gamma: pool.gamma, temperature: T, stepRatio: p.stepRatio, rejectingFraction: p.rejectingFraction }));
+    const loop = costsAll.loop;
+    const drift = loop ? costDrift(loop, toValidate.flatMap(probesOf)) : {};
+    const unitDrift = loop ? localDrift(toValidate.map((u) => probeRatios(loop, probesOf(u))), LOCAL_DRIFT_UNITS) : toValidate.map(() => 1);
+    const unitOf = new Map(toValidate.map((u, i) => [`${u.T}|${u.task}|${u.pool.id}`, i]));
+    const driftedModels = new Map<number, SpeedupModel>();
+    const modelAt = (unit: number): SpeedupModel => {
+      if (!loop || unitDrift[unit] === 1) return model;
+      let m = driftedModels.get(unit);
+      if (!m) {
+        const factor = unitDrift[unit]!;
+        m = new SpeedupModel({ ...costsAll, loop: withDrift(loop, Object.fromEntries(Object.keys(loop.verifier_step_ms).map((t) => [t, { factor }]))) }, cells, { promptTokens, newTokens: cfg.validation.newTokens });
+        driftedModels.set(unit, m);
+      }
+      return m;
+    };
+    const predictedOnValidated = (T: number, task: string, poolId: string, drifted = true): Interval95 | null => {
+      const key = `${T}|${task}|${poolId}`;
+      const v = validations.get(key);
       const pool = poolById.get(poolId);
-      return v?.teacherForced && pool ? m.predictFor(task, pool, T, v.teacherForced) : null;
+      const unit = unitOf.get(key);
+      return v?.teacherForced && pool && unit !== undefined ? (drifted ? modelAt(unit) : model).predictFor(task, pool, T, v.teacherForced) : null;
     };
     run.summary.validation = [...validations.entries()].map(([key, v]) => {
       const [T, task, pool] = key.split("|") as [string, string, string];
@@ -484,6 +501,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
         via: v.via,
         measuredSpeedup: v.measuredSpeedup.estimate,
         predictedOnValidatedPrompts: predictedOnValidated(Number(T), task, pool)?.estimate ?? null,
+        costDrift: unitDrift[unitOf.get(key) ?? -1] ?? null,
         onlineAlpha: v.onlineAlpha?.estimate ?? null,
       };
     });
@@ -501,18 +519,18 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
       const ps = params.filter((p) => p.task === t && p.measuredSpeedup);
       // Each validated (T, pool) once, though several policies may share it.
       const cells = [...new Map(ps.map((p) => [`${p.targetTemperature}|${p.poolId}`, p])).values()];
-      const errorWith = (m: SpeedupModel) =>
+      const errorWith = (drifted: boolean) =>
         cells.map((p) => {
-          const pred = predictedOnValidated(p.targetTemperature, t, p.poolId, m);
+          const pred = predictedOnValidated(p.targetTemperature, t, p.poolId, drifted);
           return pred ? relErr(pred.estimate, p.measuredSpeedup!.estimate) : null;
         });
       const worst = (es: (number | null)[]) => (es.every((e) => e !== null) && es.length ? Math.max(...(es as number[])) : null);
-      const onValidated = errorWith(modelAtValidation);
+      const onValidated = errorWith(true);
       const fitTime = cells.map((p) => relErr(p.predictedSpeedup.estimate, p.measuredSpeedup!.estimate));
       return {
         task: t,
         maxRelError: worst(onValidated),
-        maxRelErrorUndrifted: worst(errorWith(model)),
+        maxRelErrorUndrifted: worst(errorWith(false)),
         fitTimeMaxRelError: Math.max(0, ...fitTime),
         fitTimeCisOverlap: cells.every((p) => p.predictedSpeedup.lo <= p.measuredSpeedup!.hi && p.measuredSpeedup!.lo <= p.predictedSpeedup.hi),
       };
@@ -529,7 +547,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
         : null,
       prediction: {
         basis:
-          "maxRelError: the model's prediction for the validated prompts themselves (teacher-forced tokens per step; this run's loop costs rescaled per T by costDrift, measured by paired cost probes taken during validation) vs their timed speed-up; maxRelErrorUndrifted: the same with the loop costs as timed before the fit; fitTime*: the prediction made for the fit (calibration prompts, costs as timed before the fit) vs the held-out measurement",
+          "maxRelError: the model's prediction for the validated prompts themselves (teacher-forced tokens per step; this run's loop costs rescaled by the drift that paired cost probes measured around each validation unit, within ±5 units; costDrift: the same over the whole phase, per T) vs their timed speed-up; maxRelErrorUndrifted: the same with the loop costs as timed before the fit; fitTime*: the prediction made for the fit (calibration prompts, costs as timed before the fit) vs the held-out measurement",
         costDrift: drift,
         perTask: perTaskErr,
         tasksWithin10pct: perTaskErr.filter((e) => e.maxRelError !== null && e.maxRelError <= 0.1).length,

@@ -107,8 +107,8 @@ export interface RequestCosts {
   /**
    * What a step that ends in a rejection costs on top of `specStepMs` (then the cost of a step
    * whose drafts are all accepted), ms. A rejection rolls both caches back (the next append
-   * compacts them) and, at T > 0, samples from the residual max(0, p − q): measured 0.28 (T = 0)
-   * to 0.44 (T = 1) verifier-only steps. Absent: steps cost the same whatever is accepted.
+   * compacts them) and, at T > 0, samples from the residual max(0, p − q): measured 0.24 to 0.49
+   * verifier-only steps on this CPU, by T and run. Absent: steps cost the same whatever is accepted.
    */
   rejectionMs?: number;
 }

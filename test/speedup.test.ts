@@ -175,6 +175,18 @@ describe("loop step costs", () => {
     expect(() => costDrift(loop, [{ drafter: "x", gamma: 1, temperature: 0, stepRatio: 1 }])).toThrow(/no loop costs for drafter x/);
   });
 
+  it("drift around each unit: the median over the units within the window, following a trend a single factor averages away", async () => {
+    const { localDrift } = await import("../calibrator/costs.ts");
+    // Units in the order they ran, their probes' ratios: a host that slows speculation by 1% per unit.
+    const byUnit = Array.from({ length: 12 }, (_, i) => [1 + 0.01 * i, 1 + 0.01 * i]);
+    const d = localDrift(byUnit, 2);
+    expect(d[6]).toBeCloseTo(1.06, 9);
+    expect(d[0]).toBeCloseTo(1.01, 9); // units 0..2
+    expect(d[11]).toBeCloseTo(1.10, 9); // units 9..11
+    // No probes near (verifier-only units): no correction.
+    expect(localDrift([[], [], []], 1)).toEqual([1, 1, 1]);
+  });
+
   it("share one rejection slope across cells with their own intercepts, robust to a burst", async () => {
     const { pooledTheilSen } = await import("../calibrator/costs.ts");
     // Three cells (γ), intercepts 1.3, 1.5, 1.7, slope 0.35 in the rejecting fraction.
