@@ -14,7 +14,7 @@
  */
 import { bootstrap, ratioOfSums, type Interval } from "../core/bootstrap.ts";
 import { crossEntropy, kl, pinskerAlphaBound, totalVariation } from "../core/divergence.ts";
-import { expectedRejectingSteps, expectedSteps } from "../core/speedup.ts";
+import { expectedStepCounts } from "../core/speedup.ts";
 import type { Rng } from "../core/rng.ts";
 import type { CausalLM } from "../engine/causal-lm.ts";
 import { overlap, softmax, targetDistribution } from "../engine/sampling.ts";
@@ -94,8 +94,9 @@ export async function measurePrompt(
     });
     s.positions++;
   }
-  s.steps = beta.map((b) => gammas.map((g) => expectedSteps(b, g)));
-  s.rejecting = beta.map((b) => gammas.map((g) => expectedRejectingSteps(b, g)));
+  const counts = beta.map((b) => gammas.map((g) => expectedStepCounts(b, g)));
+  s.steps = counts.map((byGamma) => byGamma.map((c) => c.steps));
+  s.rejecting = counts.map((byGamma) => byGamma.map((c) => c.rejecting));
   return s;
 }
 

@@ -161,46 +161,39 @@ export function requestSpeedupAt(tokensPerStep: number, promptTokens: number, ne
  * one; the recursion assumes the β measured along it still describe what follows.
  */
 export function expectedSteps(beta: ArrayLike<number>, gamma: number): number {
-  check(0, gamma, 0);
-  const n = beta.length;
-  const E = new Float64Array(n + gamma + 2); // E[j] = 0 for j ≥ n
-  for (let j = n - 1; j >= 0; j--) {
-    const g = Math.min(gamma, n - j - 1);
-    let run = 1; // β_j···β_{j+k−1}
-    let e = 1;
-    for (let k = 0; k < g; k++) {
-      e += run * (1 - beta[j + k]!) * E[j + k + 1]!;
-      run *= beta[j + k]!;
-    }
-    e += run * E[j + g + 1]!;
-    E[j] = e;
-  }
-  return E[0]!;
+  return expectedStepCounts(beta, gamma).steps;
 }
 
 /**
  * Expected verifier steps that end in a rejection (some draft rejected) while emitting the
- * sequence, by the same recursion over the β sequence as `expectedSteps` (exact at T = 0): from
- * position j a step drafts g = min(γ, n − j − 1) tokens; a rejection at draft k (probability
- * β_j···β_{j+k−1}·(1 − β_{j+k})) counts one and moves to j + k + 1; accepting all g moves to
- * j + g + 1 without one.
+ * sequence, by the same recursion (exact at T = 0): a rejection at draft k counts one and moves to
+ * j + k + 1; accepting all g drafts moves to j + g + 1 without one.
  */
 export function expectedRejectingSteps(beta: ArrayLike<number>, gamma: number): number {
+  return expectedStepCounts(beta, gamma).rejecting;
+}
+
+/** `expectedSteps` and `expectedRejectingSteps` in one pass. */
+export function expectedStepCounts(beta: ArrayLike<number>, gamma: number): { steps: number; rejecting: number } {
   check(0, gamma, 0);
   const n = beta.length;
+  const E = new Float64Array(n + gamma + 2); // E[j] = 0 for j ≥ n
   const R = new Float64Array(n + gamma + 2); // R[j] = 0 for j ≥ n
   for (let j = n - 1; j >= 0; j--) {
     const g = Math.min(gamma, n - j - 1);
-    let run = 1;
+    let run = 1; // β_j···β_{j+k−1}
+    let e = 1;
     let r = 0;
     for (let k = 0; k < g; k++) {
-      r += run * (1 - beta[j + k]!) * (1 + R[j + k + 1]!);
+      const rejectAtK = run * (1 - beta[j + k]!);
+      e += rejectAtK * E[j + k + 1]!;
+      r += rejectAtK * (1 + R[j + k + 1]!);
       run *= beta[j + k]!;
     }
-    r += run * R[j + g + 1]!;
-    R[j] = r;
+    E[j] = e + run * E[j + g + 1]!;
+    R[j] = r + run * R[j + g + 1]!;
   }
-  return R[0]!;
+  return { steps: E[0]!, rejecting: R[0]! };
 }
 
 /** A per-γ step-cost table (γ → ms) read at γ: measured points as they are, others piecewise linear. */
