@@ -211,6 +211,9 @@ export async function timePair(
   };
 }
 
+/** A paired cost sample taken after the cost model was timed, at some drafter, γ and T. */
+export type CostProbe = { drafter: string; gamma: number; temperature: number; stepRatio: number; rejectingFraction?: number };
+
 /**
  * How far the host's relative step costs have moved since a cost model was timed, per target
  * temperature: the median over paired samples taken later (each for some drafter and γ) of the
@@ -218,8 +221,6 @@ export async function timePair(
  * of later samples per cell would be noisier than the drift they measure, while a shift in load
  * moves every speculative step alike (the fit's cost model of one run was ~5% low on every cell).
  */
-export type CostProbe = { drafter: string; gamma: number; temperature: number; stepRatio: number; rejectingFraction?: number };
-
 export function costDrift(loop: LoopCosts, samples: readonly CostProbe[]): Record<string, { factor: number; samples: number }> {
   const byT = new Map<string, number[]>();
   const ratios = probeRatios(loop, samples);
@@ -235,7 +236,7 @@ export function probeRatios(loop: LoopCosts, samples: readonly CostProbe[]): num
   return samples.map((s) => {
     const t = nearestTemperature(loop, s.temperature);
     const d = loop.drafters.find((x) => x.id === s.drafter);
-    if (!d) throw new Error(`costDrift: no loop costs for drafter ${s.drafter}`);
+    if (!d) throw new Error(`cost probe: no loop costs for drafter ${s.drafter}`);
     const model = (costAtGamma(d.step_ms[t]!, s.gamma) + (s.rejectingFraction ?? 0) * (loop.rejection_ms?.[t] ?? 0)) / loop.verifier_step_ms[t]!;
     return s.stepRatio / model;
   });

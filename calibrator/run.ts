@@ -55,8 +55,8 @@ export interface CalibrateResult {
 }
 
 /**
- * Paired cost samples taken inside each validation unit (validate.ts): with ~60 units, ~120 per
- * target temperature, which pins the cost model's drift to ~1% for ~1 minute of extra runs.
+ * Paired cost samples taken inside each validation unit (validate.ts): with ~55 units, 40–70 per
+ * target temperature (measured), for ~40 s of extra runs.
  */
 const COST_PROBES_PER_UNIT = 2;
 /** The prediction check's drift for a unit: the median probe ratio over the units within this many of it (~22 probes). */
@@ -151,7 +151,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
       for (const T of cfg.targetTemperatures) {
         for (const task of tasks) {
           const key = `${T}|${task}|${name}`;
-          // (measure2: units carry expected steps per γ; older checkpoints did not.)
+          // (measure3: units carry expected steps and rejecting steps per γ; older checkpoints did not.)
           const v = await cp(`measure3|${key}`, async () => {
             const cs = await continuations(T, task);
             const units: PromptStats[] = [];
