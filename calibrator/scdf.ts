@@ -40,9 +40,11 @@ export function uniformWeights(tasks: readonly string[]): Record<string, number>
   return Object.fromEntries(tasks.map((t) => [t, 1 / tasks.length]));
 }
 
-function run(cmd: string, args: string[], log: (line: string) => void): Promise<void> {
+/** Runs a trainer command; `signal` kills it (the calibrator aborts its children when it fails). */
+function run(cmd: string, args: string[], log: (line: string) => void, signal?: AbortSignal): Promise<void> {
   return new Promise((res, rej) => {
-    const p = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    if (signal?.aborted) return rej(new Error(`${cmd} ${args[0]} ${args[1] ?? ""} not started: the calibration was aborted`));
+    const p = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], signal });
     let tail = "";
     const onData = (b: Buffer) => {
       const text = b.toString();
@@ -51,7 +53,7 @@ function run(cmd: string, args: string[], log: (line: string) => void): Promise<
     };
     p.stdout.on("data", onData);
     p.stderr.on("data", onData);
-    p.on("error", (e) => rej(new Error(`cannot start ${cmd}: ${e.message} — install Debian's python3-torch and python3-onnx (see trainer/README.md)`)));
+    p.on("error", (e) => rej(e.name === "AbortError" ? new Error(`${cmd} ${args[0]} ${args[1] ?? ""} stopped: the calibration was aborted`) : new Error(`cannot start ${cmd}: ${e.message} — install Debian's python3-torch and python3-onnx (see trainer/README.md)`)));
     p.on("close", (code) => (code === 0 ? res() : rej(new Error(`${cmd} ${args[0]} ${args[1] ?? ""} exited with ${code}: ${tail.split("\n").filter(Boolean).slice(-2).join(" | ")}`))));
   });
 }
@@ -76,12 +78,15 @@ export function scdfPrerequisiteError(python: string, corpusTasks: readonly stri
 }
 
 /** Teacher targets from the committed verifier (shared by every finetune; resumable per task). */
-export async function ensureTeacherPool(python: string, verifierDir: string, poolDir: string, windows: number, log: (l: string) => void) {
-  await run(python, ["trainer/distill.py", "targets", "--teacher", verifierDir, "--pool", poolDir, "--windows", String(windows), "--procs", "2"], log);
+export async function ensureTeacherPool(python: string, verifierDir: string, poolDir: string, windows: number, log: (l: string) => void, o: { procs?: number; signal?: AbortSignal } = {}) {
+  await run(python, ["trainer/distill.py", "targets", "--teacher", verifierDir, "--pool", poolDir, "--windows", String(windows), "--procs", String(o.procs ?? 2)], log, o.signal);
 }
 
-/** Runs (or resumes) one finetune and exports the drafter; returns the exported directory. */
-export async function runFinetune(python: string, plan: FinetunePlan, log: (l: string) => void): Promise<string> {
+/**
+ * Runs (or resumes) one finetune and exports the drafter; returns the exported directory. The
+ * trainer uses one thread, so two finetunes run side by side on this 2-core host.
+ */
+export async function runFinetune(python: string, plan: FinetunePlan, log: (l: string) => void, signal?: AbortSignal): Promise<string> {
   mkdirSync(plan.outDir, { recursive: true });
   writeFileSync(join(plan.outDir, "plan.json"), JSON.stringify(plan, null, 2));
   const runDir = join(plan.outDir, "run");
@@ -91,7 +96,8 @@ export async function runFinetune(python: string, plan: FinetunePlan, log: (l: s
     python,
     ["trainer/distill.py", "student", "--pool", plan.teacherPool, "--run", runDir, "--init", plan.fromDir, "--weights", JSON.stringify(plan.weights), "--steps", String(plan.steps), "--lr", "1e-3", "--warmup", "20", "--seed", String(plan.seed)],
     log,
+    signal,
   );
-  await run(python, ["trainer/export.py", "--ckpt", join(runDir, "ckpt.pt"), "--out", modelDir], log);
+  await run(python, ["trainer/export.py", "--ckpt", join(runDir, "ckpt.pt"), "--out", modelDir], log, signal);
   return modelDir;
 }

@@ -3,7 +3,7 @@ import { measurePrompt, sampleContinuations, summarizePrompts } from "../calibra
 import { Xoshiro128 } from "../core/rng.ts";
 import { taskPrompts } from "../corpora/index.ts";
 import { generate } from "../engine/speculative.ts";
-import { validateParams } from "../calibrator/validate.ts";
+import { validateGroup, validateParams } from "../calibrator/validate.ts";
 import { model } from "./support/models.ts";
 
 describe("teacher-forced measurement", () => {
@@ -76,6 +76,9 @@ describe("validation", () => {
     expect(v.teacherForced).toBeDefined();
     expect(v.teacherForced!.tokensPerStep.estimate).toBeCloseTo((prompts.length * 32) / steps, 9);
     expect(v.teacherForced!.rejectingFraction).toBeCloseTo(rejecting / steps, 9);
+    // At T = 0 the timed runs realise exactly what teacher forcing expects.
+    expect(v.realized!.tokensPerStep).toBeCloseTo((prompts.length * 32) / steps, 9);
+    expect(v.realized!.rejectingFraction).toBeCloseTo(rejecting / steps, 9);
     expect(v.teacherForced!.promptTokens).toBeCloseTo(prompts.reduce((a, p) => a + p.length, 0) / prompts.length, 9);
     // The cost probes asked for, each a paired sample at this cell.
     expect(v.costProbes).toHaveLength(2);
@@ -84,5 +87,37 @@ describe("validation", () => {
     const off = await validateParams({ verifier, drafter: undefined, gamma: 0, proposalTemperature: null, temperature: 0, prompts: prompts.slice(0, 1), newTokens: 8, seed: 5, rng: new Xoshiro128(6), resamples: 50, costProbes });
     expect(off.teacherForced).toBeUndefined();
     expect(off.costProbes).toBeUndefined();
+    expect(off.realized).toBeUndefined();
+  });
+
+  it("a group shares one verifier-only run per prompt and gives each cell what validating it alone gives (T = 0)", async () => {
+    const verifier = await model("verifier");
+    const base = await model("drafter-base");
+    const balanced = await model("drafter-balanced");
+    const prompts = taskPrompts("de", 3, 64, "test").map((p) => verifier.tokenizer.encode(p));
+    const common = { verifier, temperature: 0, prompts, newTokens: 24, seed: 9, resamples: 50 };
+    const cells = [
+      { drafter: base, gamma: 2, proposalTemperature: 0 },
+      { drafter: balanced, gamma: 4, proposalTemperature: 0 },
+      { drafter: undefined, gamma: 0, proposalTemperature: null },
+    ];
+    const probes = { prompts: prompts.slice(0, 1), count: 1, offset: 0 };
+    const group = await validateGroup({ ...common, cells: cells.map((c) => ({ ...c, rng: new Xoshiro128(1), costProbes: probes })) });
+    expect(group).toHaveLength(3);
+    for (const [j, c] of cells.entries()) {
+      const alone = await validateParams({ ...common, ...c, rng: new Xoshiro128(1) });
+      const g = group[j]!;
+      // Teacher forcing and the realised acceptance are deterministic at T = 0: identical.
+      expect(g.teacherForced?.tokensPerStep.estimate).toBe(alone.teacherForced?.tokensPerStep.estimate);
+      expect(g.realized).toEqual(alone.realized);
+      expect(g.measuredSpeedup.estimate).toBeGreaterThan(0);
+      expect(g.measuredSpeedup.lo).toBeLessThanOrEqual(g.measuredSpeedup.estimate);
+      // Every cell is measured against the same verifier-only runs.
+      expect(g.verifierOnlyMsPerChar).toBe(group[0]!.verifierOnlyMsPerChar);
+      expect(g.costProbes?.length ?? 0).toBe(c.gamma > 0 ? 1 : 0);
+    }
+    // The verifier-only cell times a second verifier-only run: no speculative statistics.
+    expect(group[2]!.teacherForced).toBeUndefined();
+    expect(group[2]!.realized).toBeUndefined();
   });
 });
