@@ -21,6 +21,9 @@
  *   processes (node:cluster, a second edge started for this run only), and, for reference,
  *   straight to the origin. The CPU time of every process on the path (edge, origin, load
  *   generator) is reported per request: the cores are shared, so their sum bounds requests/s.
+ *   Where Debian's `wrk` is installed, both edge runs again with wrk as the load generator: on
+ *   this 2-core machine a node:http client costs ~4× wrk's CPU per request (0.087 vs 0.022 ms,
+ *   measured), CPU that a real deployment's clients do not take from the gateway's cores.
  *
  * For scale, the same figures for a bare Node proxy (node:http in, node:http out, piped, no logic
  * at all): the floor any Node gateway pays on this machine.
@@ -30,7 +33,7 @@
  * else runs on it): figures are what this machine gave in this run, nothing more. Rate limiting
  * is set out of the way (burst 10⁹) so it is not what is measured.
  */
-import { fork, type ChildProcess } from "node:child_process";
+import { fork, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -61,13 +64,49 @@ const { values: a } = parseArgs({
 // ---------------------------------------------------------------------------------------------
 // Child roles.
 
+/**
+ * The trivial origin: one fixed chat completion (the test fixture's answer for γ = 5, usage and
+ * speculative counts included) for every request, written by a minimal HTTP/1.1 responder on
+ * node:net. Its CPU shares the cores with the edge, so it is kept to the least a keep-alive
+ * request costs (Content-Length bodies; anything else is answered 501 and the socket closed).
+ */
 async function runOrigin() {
-  const { startTrivialOrigin } = await import("../test/workers/fixtures.ts");
-  const o = await startTrivialOrigin("bench", { record: false });
+  const { createServer: createTcpServer } = await import("node:net");
+  const { ORIGIN_TEXT, fakeCounts } = await import("../test/workers/fixtures.ts");
+  const { chatCompletion, usage } = await import("../origin/openai.ts");
+  const effective = { drafter: "server-fixed", gamma: 5, proposal_temperature: null };
+  const u = usage(7, ORIGIN_TEXT.length, fakeCounts(5));
+  const json = JSON.stringify(
+    chatCompletion({ id: "chatcmpl-bench", created: 1_700_000_000, model: "fairspec" }, ORIGIN_TEXT.join(""), "stop", u, { speculative_decoding: u.speculative_decoding, timing: { queue_ms: 0, time_to_first_token_ms: 1, e2e_ms: 2 } }, effective),
+  );
+  const answer = Buffer.from(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(json)}\r\nx-origin: bench\r\n\r\n${json}`);
+  const refuse = Buffer.from("HTTP/1.1 501 Not Implemented\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+  const server = createTcpServer((socket) => {
+    socket.setNoDelay(true);
+    let buf: Buffer = Buffer.alloc(0);
+    socket.on("data", (chunk: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      for (;;) {
+        const end = buf.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const head = buf.toString("latin1", 0, end);
+        if (/\r\ntransfer-encoding:/i.test(head)) {
+          socket.end(refuse);
+          return;
+        }
+        const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
+        if (buf.length < end + 4 + length) return;
+        buf = buf.subarray(end + 4 + length);
+        socket.write(answer);
+      }
+    });
+    socket.on("error", () => socket.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
   process.on("message", (m: { cmd: string }) => {
     if (m.cmd === "cpu") process.send!({ cpu: process.cpuUsage() });
   });
-  process.send!({ url: o.url });
+  process.send!({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}` });
 }
 
 /** The floor: the cheapest Node proxy there is (node:http in, node:http out, piped; no logic). */
@@ -245,6 +284,59 @@ async function throughput(url: string, key: string | null, seconds: number, conc
   return { requests_per_s: Math.round(ok / seconds), ok, failed, latency_ms: summary(lat) };
 }
 
+/**
+ * The same load from wrk (C, epoll; Debian's `wrk`), where installed: on 2 shared cores the load
+ * generator's own CPU is taken from the edge, and node:http costs ~0.08 ms per request against
+ * wrk's ~0.01. wrk's CPU comes from the shell's `times` (its children's user + system time).
+ * null when wrk is not installed.
+ */
+async function wrkThroughput(url: string, key: string | null, seconds: number, concurrency: number, dir: string) {
+  if (spawnSync("wrk", ["--version"]).error) return null;
+  const body = JSON.stringify({ model: "fairspec", messages: [{ role: "user", content: "Hello there" }], temperature: 1 });
+  const script = join(dir, "post.lua");
+  const lua = (x: string) => JSON.stringify(x); // a JSON string is a valid Lua string literal here (ASCII, no control characters)
+  writeFileSync(
+    script,
+    [
+      `wrk.method = "POST"`,
+      `wrk.body = ${lua(body)}`,
+      `wrk.headers["Content-Type"] = "application/json"`,
+      ...(key ? [`wrk.headers["Authorization"] = ${lua(`Bearer ${key}`)}`] : []),
+    ].join("\n"),
+  );
+  const target = new URL("/v1/chat/completions", url).href;
+  const out = await new Promise<string>((resolve, reject) => {
+    const p = spawn("sh", ["-c", `wrk -t1 -c${concurrency} -d${seconds}s --latency -s "$0" "$1" && times`, script, target], { stdio: ["ignore", "pipe", "inherit"] });
+    let text = "";
+    p.stdout.on("data", (b: Buffer) => (text += b.toString()));
+    p.on("error", reject);
+    p.on("close", (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited with ${code}: ${text.slice(-400)}`))));
+  });
+  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
+  const ms = (label: string) => {
+    const m = new RegExp(`^\\s*${label}%\\s+([\\d.]+)(us|ms|s)\\s*$`, "m").exec(out);
+    return m ? r3(Number(m[1]) * (m[2] === "us" ? 1e-3 : m[2] === "s" ? 1e3 : 1)) : NaN;
+  };
+  const total = num(/(\d+) requests in/);
+  const non2xx = num(/Non-2xx or 3xx responses: (\d+)/) || 0;
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)?.slice(1).reduce((a, x) => a + Number(x), 0) ?? 0;
+  // `times`: the shell's own line, then its children's (wrk): user and system, as 0m1.234s.
+  const lines = out.trim().split("\n");
+  const secs = (t: string) => {
+    const m = /(\d+)m([\d.]+)s/.exec(t);
+    return m ? Number(m[1]) * 60 + Number(m[2]) : NaN;
+  };
+  const [cu, cs] = (lines.at(-1) ?? "").trim().split(/\s+/);
+  const ok = total - non2xx;
+  return {
+    requests_per_s: Math.round(ok / seconds),
+    ok,
+    failed: non2xx + socketErrors,
+    latency_ms: { p50: ms("50"), p90: ms("90"), p99: ms("99") },
+    client_cpu_ms: (secs(cu ?? "") + secs(cs ?? "")) * 1000,
+  };
+}
+
 async function main() {
   const n = Number(a.n);
   const nMiss = Number(a.miss);
@@ -284,15 +376,26 @@ async function main() {
       const c = process.cpuUsage();
       return (c.user + c.system) / 1000;
     };
-    const routed = async (edgeChild: ChildProcess, url: string) => {
+    const routed = async (edgeChild: ChildProcess, url: string, generator: "node" | "wrk" = "node") => {
       const [cpu0, originCpu0, clientCpu0] = [await cpuOf(edgeChild), await cpuOf(origin.child), ownCpu()];
-      const t = await throughput(url, key, seconds, concurrency);
-      const clientCpu1 = ownCpu();
+      let t: Awaited<ReturnType<typeof throughput>>;
+      let clientCpu: number;
+      if (generator === "wrk") {
+        const w = await wrkThroughput(url, key, seconds, concurrency, dir);
+        if (!w) throw new Error("wrk is not installed");
+        const { client_cpu_ms, latency_ms, ...rest } = w;
+        t = { ...rest, latency_ms: { n: w.ok, mean: NaN, ...latency_ms } };
+        clientCpu = client_cpu_ms;
+      } else {
+        t = await throughput(url, key, seconds, concurrency);
+        clientCpu = ownCpu() - clientCpu0;
+      }
       const perRequest = (ms: number) => r3(ms / Math.max(1, t.ok));
       const edgeMs = perRequest((await cpuOf(edgeChild)) - cpu0);
       const originMs = perRequest((await cpuOf(origin.child)) - originCpu0);
-      const clientMs = perRequest(clientCpu1 - clientCpu0);
+      const clientMs = perRequest(clientCpu);
       return {
+        generator,
         ...t,
         edge_process_cpu_ms_per_request: edgeMs,
         single_core_ceiling_requests_per_s: Math.round(1000 / edgeMs),
@@ -319,6 +422,24 @@ async function main() {
       console.log(`through the edge, ${workers} worker processes: ${viaWorkers.requests_per_s} req/s (${viaWorkers.failed} failed); ${cpuLine(viaWorkers)}`);
       cluster.child.kill("SIGINT");
     }
+    // The same two runs with wrk as the load generator (when installed): the figures against the goal.
+    const hasWrk = !spawnSync("wrk", ["--version"]).error;
+    let viaEdgeWrk: Routed | null = null;
+    let viaWorkersWrk: (Omit<Routed, "single_core_ceiling_requests_per_s"> & { workers: number }) | null = null;
+    if (!hasWrk) console.log("wrk not installed (sudo apt-get install -y wrk): no wrk-driven runs");
+    else {
+      viaEdgeWrk = await routed(edge.child, edge.url, "wrk");
+      console.log(`through the edge, driven by wrk: ${viaEdgeWrk.requests_per_s} req/s (${viaEdgeWrk.failed} failed); ${cpuLine(viaEdgeWrk)}`);
+      if (workers > 1) {
+        const cluster = await start(["--role", "edge", "--origin", origin.url, "--db", db, "--workers", String(workers)]);
+        children.push(cluster.child);
+        await throughput(cluster.url, key, 1, concurrency); // warm-up
+        const { single_core_ceiling_requests_per_s: _one, ...t } = await routed(cluster.child, cluster.url, "wrk");
+        viaWorkersWrk = { workers, ...t };
+        console.log(`through the edge, ${workers} worker processes, driven by wrk: ${viaWorkersWrk.requests_per_s} req/s (${viaWorkersWrk.failed} failed); ${cpuLine(viaWorkersWrk)}`);
+        cluster.child.kill("SIGINT");
+      }
+    }
     const bare = await throughput(proxy.url, null, seconds, concurrency);
     console.log(`through a bare Node proxy: ${bare.requests_per_s} req/s`);
     const direct = await throughput(origin.url, null, seconds, concurrency);
@@ -329,10 +450,10 @@ async function main() {
       when: new Date().toISOString(),
       machine: { cpus: cpus().length, model: cpus()[0]?.model ?? null, loadavg_at_start: loadavg(), node: process.version },
       setup: {
-        origin: "trivial (fixed JSON, test/workers/fixtures.ts), own process",
+        origin: "trivial: one fixed chat completion (the test fixture's γ = 5 answer) from a minimal HTTP/1.1 responder on node:net, own process",
         edge: "functions/node.ts (@hono/node-server, @libsql/client file: database), own process; for edge_workers, the same with --workers N (node:cluster)",
         bare_proxy: "node:http server piping to node:http client (no logic), own process",
-        client: "node:http keep-alive, this process",
+        client: "node:http keep-alive, this process; for *_wrk, wrk -t1 (Debian's wrk 4.1, C/epoll), its CPU from the shell's `times`",
         request: "POST /v1/chat/completions, non-stream, one user message",
       },
       warm_cache: warm,
@@ -343,6 +464,8 @@ async function main() {
         seconds,
         edge: viaEdge,
         edge_workers: viaWorkers,
+        edge_wrk: viaEdgeWrk,
+        edge_workers_wrk: viaWorkersWrk,
         bare_proxy: bare,
         direct,
       },
