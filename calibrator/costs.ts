@@ -10,6 +10,8 @@ import { costAtGamma } from "../core/speedup.ts";
 import type { CausalLM } from "../engine/causal-lm.ts";
 import { generate, type Generation } from "../engine/speculative.ts";
 
+/** The most a rejection may add to a step, in verifier-only steps (measured: 0.24–0.49). */
+const MAX_REJECTION_STEPS = 1;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Median ms of one append of `n` tokens after a cached prefix of `ctx` tokens. */
@@ -138,7 +140,12 @@ export async function measureLoopCosts(
   // cost model must separate the two, or every task whose rejection rate differs from the cost
   // prompts' mix is mispredicted (at T = 0 the high-acceptance tasks were under-predicted by
   // ~10%). Per T one slope over every drafter and γ, each cell keeping its own intercept.
-  const slope = new Map(o.temperatures.map((T) => [T, pooledTheilSen(cells.flatMap((c, k) => (c.T === T ? [{ x: samples[k]!.rejecting, y: samples[k]!.ratio }] : [])))]));
+  // The slope is held to [0, 1] verifier-only steps: a rejection adds work (never removes it), and
+  // less than a whole verifier step. From few short runs the pooled slope of a handful of pairs can
+  // come out anywhere (6-token runs, 2 rounds: ×10, making a full-accept step cost negative).
+  const slope = new Map(
+    o.temperatures.map((T) => [T, Math.min(MAX_REJECTION_STEPS, Math.max(0, pooledTheilSen(cells.flatMap((c, k) => (c.T === T ? [{ x: samples[k]!.rejecting, y: samples[k]!.ratio }] : [])))))]),
+  );
   // A cell's ratio with no rejection: its samples moved to rejecting fraction 0 along the slope.
   const ratioAtZero = (T: number, d: number, g: number) => {
     const s = at(T, d, g);
