@@ -410,35 +410,31 @@ async function main() {
       `edge process CPU ${t.edge_process_cpu_ms_per_request} ms per request (origin ${t.origin_process_cpu_ms_per_request}, client ${t.client_process_cpu_ms_per_request}: ${cpus().length} cores at 100% would give ${t.all_cores_ceiling_requests_per_s} req/s)`;
     const viaEdge = await routed(edge.child, edge.url);
     console.log(`through the edge: ${viaEdge.requests_per_s} req/s (${viaEdge.failed} failed) at concurrency ${concurrency}; ${cpuLine(viaEdge)}`);
-    // The same edge in `workers` processes (node:cluster), started for this run only.
+    // The same edge in `workers` processes (node:cluster), started for each run only.
     const workers = a.workers === "auto" ? cpus().length : Number(a.workers);
-    let viaWorkers: (Omit<Routed, "single_core_ceiling_requests_per_s"> & { workers: number }) | null = null;
-    if (workers > 1) {
+    type WorkersRun = Omit<Routed, "single_core_ceiling_requests_per_s"> & { workers: number };
+    const throughWorkers = async (generator: "node" | "wrk"): Promise<WorkersRun | null> => {
+      if (workers <= 1) return null;
       const cluster = await start(["--role", "edge", "--origin", origin.url, "--db", db, "--workers", String(workers)]);
       children.push(cluster.child);
-      await throughput(cluster.url, key, 1, concurrency); // warm-up
-      const { single_core_ceiling_requests_per_s: _one, ...t } = await routed(cluster.child, cluster.url);
-      viaWorkers = { workers, ...t };
-      console.log(`through the edge, ${workers} worker processes: ${viaWorkers.requests_per_s} req/s (${viaWorkers.failed} failed); ${cpuLine(viaWorkers)}`);
-      cluster.child.kill("SIGINT");
-    }
+      try {
+        await throughput(cluster.url, key, 1, concurrency); // warm-up
+        const { single_core_ceiling_requests_per_s: _one, ...t } = await routed(cluster.child, cluster.url, generator);
+        console.log(`through the edge, ${workers} worker processes${generator === "wrk" ? ", driven by wrk" : ""}: ${t.requests_per_s} req/s (${t.failed} failed); ${cpuLine(t)}`);
+        return { workers, ...t };
+      } finally {
+        cluster.child.kill("SIGINT");
+      }
+    };
+    const viaWorkers = await throughWorkers("node");
     // The same two runs with wrk as the load generator (when installed): the figures against the goal.
-    const hasWrk = !spawnSync("wrk", ["--version"]).error;
     let viaEdgeWrk: Routed | null = null;
-    let viaWorkersWrk: (Omit<Routed, "single_core_ceiling_requests_per_s"> & { workers: number }) | null = null;
-    if (!hasWrk) console.log("wrk not installed (sudo apt-get install -y wrk): no wrk-driven runs");
+    let viaWorkersWrk: WorkersRun | null = null;
+    if (spawnSync("wrk", ["--version"]).error) console.log("wrk not installed (sudo apt-get install -y wrk): no wrk-driven runs");
     else {
       viaEdgeWrk = await routed(edge.child, edge.url, "wrk");
       console.log(`through the edge, driven by wrk: ${viaEdgeWrk.requests_per_s} req/s (${viaEdgeWrk.failed} failed); ${cpuLine(viaEdgeWrk)}`);
-      if (workers > 1) {
-        const cluster = await start(["--role", "edge", "--origin", origin.url, "--db", db, "--workers", String(workers)]);
-        children.push(cluster.child);
-        await throughput(cluster.url, key, 1, concurrency); // warm-up
-        const { single_core_ceiling_requests_per_s: _one, ...t } = await routed(cluster.child, cluster.url, "wrk");
-        viaWorkersWrk = { workers, ...t };
-        console.log(`through the edge, ${workers} worker processes, driven by wrk: ${viaWorkersWrk.requests_per_s} req/s (${viaWorkersWrk.failed} failed); ${cpuLine(viaWorkersWrk)}`);
-        cluster.child.kill("SIGINT");
-      }
+      viaWorkersWrk = await throughWorkers("wrk");
     }
     const bare = await throughput(proxy.url, null, seconds, concurrency);
     console.log(`through a bare Node proxy: ${bare.requests_per_s} req/s`);

@@ -517,25 +517,26 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
     };
     const modelAt = (unit: number) => modelScaled(unitDrift[unit]!);
     type Rescale = "window" | "none";
-    const predictedOnValidated = (T: number, task: string, poolId: string, rescale: Rescale = "window"): Interval95 | null => {
+    /** A validated unit with what its prediction needs (teacher-forced statistics), or null. */
+    const validatedUnit = (T: number, task: string, poolId: string) => {
       const key = `${T}|${task}|${poolId}`;
       const v = validations.get(key);
       const pool = poolById.get(poolId);
       const unit = unitOf.get(key);
-      if (!v?.teacherForced || !pool || unit === undefined) return null;
-      const m = rescale === "window" ? modelAt(unit) : model;
-      return m.predictFor(task, pool, T, v.teacherForced);
+      return v?.teacherForced && pool && unit !== undefined ? { v, teacherForced: v.teacherForced, pool, unit } : null;
+    };
+    const predictedOnValidated = (T: number, task: string, poolId: string, rescale: Rescale = "window"): Interval95 | null => {
+      const u = validatedUnit(T, task, poolId);
+      return u ? (rescale === "window" ? modelAt(u.unit) : model).predictFor(task, u.pool, T, u.teacherForced) : null;
     };
     // Diagnostic: the same (drifted) model fed the acceptance the timed runs realised, so what is
     // left is the cost model's own error; the gap to predictedOnValidated is acceptance sampling.
     const predictedGivenRealized = (T: number, task: string, poolId: string): number | null => {
-      const key = `${T}|${task}|${poolId}`;
-      const v = validations.get(key);
-      const pool = poolById.get(poolId);
-      const unit = unitOf.get(key);
-      if (!v?.realized || !v.teacherForced || !pool || unit === undefined) return null;
-      const tps = v.realized.tokensPerStep;
-      return modelAt(unit).predictFor(task, pool, T, { ...v.teacherForced, tokensPerStep: { estimate: tps, lo: tps, hi: tps }, rejectingFraction: v.realized.rejectingFraction }).estimate;
+      const u = validatedUnit(T, task, poolId);
+      const r = u?.v.realized;
+      if (!u || !r) return null;
+      const tps = { estimate: r.tokensPerStep, lo: r.tokensPerStep, hi: r.tokensPerStep };
+      return modelAt(u.unit).predictFor(task, u.pool, T, { ...u.teacherForced, tokensPerStep: tps, rejectingFraction: r.rejectingFraction }).estimate;
     };
     run.summary.validation = [...validations.entries()].map(([key, v]) => {
       const [T, task, pool] = key.split("|") as [string, string, string];

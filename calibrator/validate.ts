@@ -97,13 +97,16 @@ export async function validateGroup(o: {
   for (const [i, prompt] of o.prompts.entries()) {
     const common = { verifier: o.verifier, prompt, maxNewTokens: o.newTokens, temperature: o.temperature, topP: o.topP, stopAtEos: false };
     const rng = () => new Xoshiro128(o.seed + i);
-    const runOf = (c: ValidationCell | null) => () =>
+    const run = (c: ValidationCell | null) =>
       c && speculative(c) ? generate({ ...common, drafter: c.drafter, gamma: c.gamma, proposalTemperature: c.proposalTemperature ?? undefined, rng: rng() }) : generate({ ...common, gamma: 0, rng: rng() });
-    // Slot 0 is the verifier-only run; it goes first for prompt 0, second for prompt 1, and so on.
+    // Slot 0 is the verifier-only run. Each prompt starts the sequence one slot later than the
+    // one before, so every slot takes every place in turn.
     const slots = [null, ...o.cells];
-    const order = slots.map((_, k) => (k + i) % slots.length);
     const runs: Generation[] = new Array(slots.length);
-    for (const k of order) runs[k] = await runOf(slots[k]!)();
+    for (let j = 0; j < slots.length; j++) {
+      const k = (j + i) % slots.length;
+      runs[k] = await run(slots[k]!);
+    }
     const base = runs[0]!;
     baseMs.push(base.stats.totalMs);
     baseChars.push(chars(base));
