@@ -211,12 +211,15 @@ export async function timePair(
   const prefixTokens = o.prompt.length - 1;
   return {
     stepRatio: step(spec) / step(base),
-    rejectingFraction: spec.stepStats.filter((st) => st.accepted < st.drafted).length / spec.stats.steps,
+    rejectingFraction: rejectingSteps(spec) / spec.stats.steps,
     baseStepMs: step(base),
     basePrefillPerToken: base.stats.prefillMs / prefixTokens,
     prefillExtraPerToken: (spec.stats.prefillMs - base.stats.prefillMs) / prefixTokens,
   };
 }
+
+/** Steps of a generation that ended in a rejection (some draft not accepted). */
+export const rejectingSteps = (g: Generation): number => g.stepStats.filter((st) => st.accepted < st.drafted).length;
 
 /** A paired cost sample taken after the cost model was timed, at some drafter, γ and T. */
 export type CostProbe = { drafter: string; gamma: number; temperature: number; stepRatio: number; rejectingFraction?: number };

@@ -189,7 +189,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
       // (Built while this process measured, on the other core, the pool cost as much time again:
       // the measurement slowed by 60%. So it runs alone, one trainer process per core.)
       await cp("teacher-pool", async () => {
-        await ensureTeacherPool(cfg.scdf.python, modelDirs.verifier!, pool, cfg.scdf.windows, (l) => log(`  [targets] ${l}`), { procs: 2, signal: children.signal });
+        await ensureTeacherPool(cfg.scdf.python, modelDirs.verifier!, pool, cfg.scdf.windows, (l) => log(`  [targets] ${l}`), children.signal);
         return true;
       });
       prog.tick();

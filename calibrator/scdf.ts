@@ -42,8 +42,9 @@ export function uniformWeights(tasks: readonly string[]): Record<string, number>
 
 /** Runs a trainer command; `signal` kills it (the calibrator aborts its children when it fails). */
 function run(cmd: string, args: string[], log: (line: string) => void, signal?: AbortSignal): Promise<void> {
+  const what = `${cmd} ${args[0]} ${args[1] ?? ""}`;
   return new Promise((res, rej) => {
-    if (signal?.aborted) return rej(new Error(`${cmd} ${args[0]} ${args[1] ?? ""} not started: the calibration was aborted`));
+    if (signal?.aborted) return rej(new Error(`${what} not started: the calibration was aborted`));
     const p = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], signal });
     let tail = "";
     const onData = (b: Buffer) => {
@@ -53,8 +54,8 @@ function run(cmd: string, args: string[], log: (line: string) => void, signal?: 
     };
     p.stdout.on("data", onData);
     p.stderr.on("data", onData);
-    p.on("error", (e) => rej(e.name === "AbortError" ? new Error(`${cmd} ${args[0]} ${args[1] ?? ""} stopped: the calibration was aborted`) : new Error(`cannot start ${cmd}: ${e.message} — install Debian's python3-torch and python3-onnx (see trainer/README.md)`)));
-    p.on("close", (code) => (code === 0 ? res() : rej(new Error(`${cmd} ${args[0]} ${args[1] ?? ""} exited with ${code}: ${tail.split("\n").filter(Boolean).slice(-2).join(" | ")}`))));
+    p.on("error", (e) => rej(e.name === "AbortError" ? new Error(`${what} stopped: the calibration was aborted`) : new Error(`cannot start ${cmd}: ${e.message} — install Debian's python3-torch and python3-onnx (see trainer/README.md)`)));
+    p.on("close", (code) => (code === 0 ? res() : rej(new Error(`${what} exited with ${code}: ${tail.split("\n").filter(Boolean).slice(-2).join(" | ")}`))));
   });
 }
 
@@ -78,8 +79,8 @@ export function scdfPrerequisiteError(python: string, corpusTasks: readonly stri
 }
 
 /** Teacher targets from the committed verifier (shared by every finetune; resumable per task). */
-export async function ensureTeacherPool(python: string, verifierDir: string, poolDir: string, windows: number, log: (l: string) => void, o: { procs?: number; signal?: AbortSignal } = {}) {
-  await run(python, ["trainer/distill.py", "targets", "--teacher", verifierDir, "--pool", poolDir, "--windows", String(windows), "--procs", String(o.procs ?? 2)], log, o.signal);
+export async function ensureTeacherPool(python: string, verifierDir: string, poolDir: string, windows: number, log: (l: string) => void, signal?: AbortSignal) {
+  await run(python, ["trainer/distill.py", "targets", "--teacher", verifierDir, "--pool", poolDir, "--windows", String(windows), "--procs", "2"], log, signal);
 }
 
 /**

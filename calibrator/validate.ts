@@ -24,7 +24,7 @@ import { bootstrap, ratioOfSums } from "../core/bootstrap.ts";
 import { Xoshiro128, type Rng } from "../core/rng.ts";
 import type { CausalLM } from "../engine/causal-lm.ts";
 import { generate, type Generation } from "../engine/speculative.ts";
-import { timePair, type PairSample } from "./costs.ts";
+import { rejectingSteps, timePair, type PairSample } from "./costs.ts";
 import type { Workload } from "./predict.ts";
 import { continuationOf, measurePrompt, summarizePrompts } from "./measure.ts";
 
@@ -119,7 +119,7 @@ export async function validateGroup(o: {
       if (!speculative(c)) continue;
       acc.tokens += spec.tokens.length;
       acc.steps += spec.stats.steps;
-      acc.rejecting += spec.stepStats.filter((st) => st.accepted < st.drafted).length;
+      acc.rejecting += rejectingSteps(spec);
       acc.forced.push(await measurePrompt(c.drafter!, forcedOn!, { temperature: o.temperature, topP: o.topP }, [c.proposalTemperature ?? o.temperature], [c.gamma]));
     }
     for (const [j, c] of o.cells.entries()) {
