@@ -22,11 +22,14 @@ import { bootstrap, ratioOfSums } from "../core/bootstrap.ts";
 import { Xoshiro128 } from "../core/rng.ts";
 import { isTaskId, TASKS, type TaskId } from "../core/tasks.ts";
 import { taskPrompts } from "../corpora/index.ts";
+import { steadyHeapForTiming } from "../calibrator/heap.ts";
 import { loopCostPrompts, measureCosts, measureLoopCosts } from "../calibrator/costs.ts";
 import { SpeedupModel } from "../calibrator/predict.ts";
 import { measurePrompt, sampleContinuations, summarizePrompts } from "../calibrator/measure.ts";
 import { loadOnnxCausalLM } from "../engine/onnx-lm.ts";
 import { generate } from "../engine/speculative.ts";
+
+steadyHeapForTiming(); // the same heap sizing as the calibrator, whose timings this bench checks
 
 const { values: a } = parseArgs({
   options: {

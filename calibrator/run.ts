@@ -23,6 +23,7 @@ import { taskPrompts } from "../corpora/index.ts";
 import type { CausalLM } from "../engine/causal-lm.ts";
 import { loadOnnxCausalLM } from "../engine/onnx-lm.ts";
 import { configHash, type CalibrationConfig } from "./config.ts";
+import { steadyHeapForTiming } from "./heap.ts";
 import { costDrift, localDrift, loopCostPrompts, measureCosts, measureLoopCosts, probeRatios, withDrift, type CostProbe, type Costs } from "./costs.ts";
 import { continuationOf, measurePrompt, sampleContinuations, summarizePrompts, type Continuation, type PromptStats } from "./measure.ts";
 import { candidatePools, SpeedupModel, type AlphaCell } from "./predict.ts";
@@ -65,6 +66,7 @@ const LOCAL_DRIFT_UNITS = 5;
 const seedOf = (...parts: (string | number)[]) => createHash("sha256").update(parts.join("|")).digest().readUInt32LE(0);
 
 export async function calibrate(o: CalibrateOptions): Promise<CalibrateResult> {
+  steadyHeapForTiming();
   const { config: cfg, store } = o;
   const log = o.log ?? ((l: string) => !o.quiet && process.stderr.write(`${l}\n`));
   const path = (p: string) => (isAbsolute(p) ? p : existsSync(resolve(o.baseDir, p)) ? resolve(o.baseDir, p) : resolve(ROOT, p));
