@@ -168,7 +168,7 @@ function loopCostCols(rows: readonly LoopCostRow[]): Col<LoopCostRow>[] {
   ];
 }
 const LOOP_COST_NOTE =
-  "What predictions use: one decoding step at each γ, timed inside real generations, each speculative run paired with a verifier-only run next to it on the same prompt (rounds cycle through the tasks' calibration prompts). A step whose drafts are all accepted costs the γ column (the least-squares line over γ through the measured paired medians, each moved to no rejection along the slope); a step that ends in a rejection costs the last column more (one Theil–Sen slope per T over every cell: paired ratio against the run's fraction of rejecting steps).";
+  "What predictions use: one decoding step at each γ, timed inside real generations, each speculative run paired with a verifier-only run next to it on the same prompt (rounds cycle through the tasks' calibration prompts). A step whose drafts are all accepted costs the γ column (the measured paired medians, each moved to no rejection along the slope, made non-decreasing in γ); a step that ends in a rejection costs the last column more (one Theil–Sen slope per T over every cell: paired ratio against the run's fraction of rejecting steps).";
 
 // ───────────────────────────── derived data ─────────────────────────────
 
