@@ -121,7 +121,7 @@ const predictionCols: Col<PredictionRow>[] = [
   { head: "fit-time CI overlaps measured CI", cell: (r) => (r.fitTimeCisOverlap ? "yes" : "no"), cls: (r) => (r.fitTimeCisOverlap ? undefined : "bad") },
 ];
 const PREDICTION_NOTE =
-  "Per task, the worst error over its validated (T, pool) cells. Validated prompts: the model (this run's loop costs rescaled by the drift that paired cost probes measured around each validation unit — the units within 5 of it in the order they ran —, tokens per step teacher-forced on the very prompts that were timed) against their timed speed-up — the model's own error. Costs as timed before the fit: the same without the drift correction. Fit-time: the prediction the fit used (calibration prompts) against the held-out measurement, which adds the sampling error between the two prompt sets.";
+  "Per task, the worst error over its validated (T, pool) cells. Validated prompts: the model (this run's loop costs rescaled by the drift that paired cost probes measured around each validation unit — the units within 5 of it in the order they ran —, tokens per step teacher-forced along the very texts the timed runs produced) against their timed speed-up — the model's own error. Costs as timed before the fit: the same without the drift correction. Fit-time: the prediction the fit used (calibration prompts) against the held-out measurement, which adds the sampling error between the two prompt sets.";
 
 /** The loop cost model (what predictions use), one row per (drafter, target temperature). */
 interface LoopCostRow {

@@ -8,11 +8,17 @@
  * one verifier-only run per prompt, its place among the back-to-back runs rotating (a run's place
  * in the sequence shifts its time: the second run of a pair is measurably slower).
  *
- * The same prompts are also teacher-forced (untimed): the drafter scored along the verifier-only
- * run's own output, which is a verifier sample at T. That gives the tokens per step these prompts
- * yield at this γ, so the speed-up model can be checked on exactly the workload that was timed —
- * apart from the sampling error between the calibration prompts and these held-out ones, which
- * at T = 0 is large on some tasks (greedy continuations that fall into a loop are accepted whole).
+ * The same prompts are also teacher-forced (untimed): the drafter scored along each speculative
+ * run's own output, a verifier sample at T like any other (speculative sampling is lossless), so
+ * its expected tokens per step are an unbiased estimate like those along the verifier-only run's
+ * output. That gives the tokens per step these prompts yield at this γ, so the speed-up model can
+ * be checked on exactly the workload that was timed — apart from the sampling error between the
+ * calibration prompts and these held-out ones, which at T = 0 is large on some tasks (greedy
+ * continuations that fall into a loop are accepted whole). Why each run's own output and not the
+ * verifier-only run's: at T > 0 they are different texts, and how easy a text is to draft varies
+ * far more from one sample to the next than the accept/reject draws along one text do; along its
+ * own text the prediction differs from what the run realised only by those draws. At T = 0 the
+ * texts are the same (greedy exactness) and one pass serves every cell.
  *
  * Cost probes: a few paired step-cost samples at this unit's (drafter, γ, T), on the calibration
  * prompts, spread between the validated prompts. The cost model was timed minutes earlier; on a
@@ -110,7 +116,8 @@ export async function validateGroup(o: {
     const base = runs[0]!;
     baseMs.push(base.stats.totalMs);
     baseChars.push(chars(base));
-    const forcedOn = o.cells.some(speculative) ? await continuationOf(o.verifier, prompt, base.tokens) : null;
+    // At T = 0 every run's output is the verifier-only run's (greedy exactness), so one pass serves all.
+    const baseForced = o.temperature === 0 && o.cells.some(speculative) ? await continuationOf(o.verifier, prompt, base.tokens) : null;
     for (const [j, c] of o.cells.entries()) {
       const spec = runs[j + 1]!;
       const acc = perCell[j]!;
@@ -120,7 +127,8 @@ export async function validateGroup(o: {
       acc.tokens += spec.tokens.length;
       acc.steps += spec.stats.steps;
       acc.rejecting += rejectingSteps(spec);
-      acc.forced.push(await measurePrompt(c.drafter!, forcedOn!, { temperature: o.temperature, topP: o.topP }, [c.proposalTemperature ?? o.temperature], [c.gamma]));
+      const forcedOn = baseForced ?? (await continuationOf(o.verifier, prompt, spec.tokens));
+      acc.forced.push(await measurePrompt(c.drafter!, forcedOn, { temperature: o.temperature, topP: o.topP }, [c.proposalTemperature ?? o.temperature], [c.gamma]));
     }
     for (const [j, c] of o.cells.entries()) {
       const acc = perCell[j]!;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { measurePrompt, sampleContinuations, summarizePrompts } from "../calibrator/measure.ts";
+import { continuationOf, measurePrompt, sampleContinuations, summarizePrompts, type PromptStats } from "../calibrator/measure.ts";
 import { Xoshiro128 } from "../core/rng.ts";
 import { taskPrompts } from "../corpora/index.ts";
 import { generate } from "../engine/speculative.ts";
@@ -119,5 +119,25 @@ describe("validation", () => {
     // The verifier-only cell times a second verifier-only run: no speculative statistics.
     expect(group[2]!.teacherForced).toBeUndefined();
     expect(group[2]!.realized).toBeUndefined();
+  });
+
+  it("at T = 1 teacher-forces each speculative run along its own output, not the verifier-only run's", async () => {
+    const verifier = await model("verifier");
+    const drafter = await model("drafter-base");
+    const prompts = taskPrompts("fr", 3, 64, "test").map((p) => verifier.tokenizer.encode(p));
+    const target = { temperature: 1 };
+    const v = await validateParams({ verifier, drafter, gamma: 3, proposalTemperature: 1, ...target, prompts, newTokens: 24, seed: 11, rng: new Xoshiro128(2), resamples: 50 });
+    const own: PromptStats[] = [];
+    const verifierOnly: PromptStats[] = [];
+    for (const [i, prompt] of prompts.entries()) {
+      const spec = await generate({ verifier, drafter, gamma: 3, prompt, maxNewTokens: 24, ...target, proposalTemperature: 1, rng: new Xoshiro128(11 + i), stopAtEos: false });
+      const base = await generate({ verifier, gamma: 0, prompt, maxNewTokens: 24, ...target, rng: new Xoshiro128(11 + i), stopAtEos: false });
+      own.push(await measurePrompt(drafter, await continuationOf(verifier, prompt, spec.tokens), target, [1], [3]));
+      verifierOnly.push(await measurePrompt(drafter, await continuationOf(verifier, prompt, base.tokens), target, [1], [3]));
+    }
+    const tps = (units: PromptStats[]) => summarizePrompts(units, [1], new Xoshiro128(2), 50).tokensPerStep[0]!["3"]!.estimate;
+    expect(v.teacherForced!.tokensPerStep.estimate).toBe(tps(own));
+    // The two texts differ at T = 1, and so do their expected tokens per step.
+    expect(tps(own)).not.toBe(tps(verifierOnly));
   });
 });
