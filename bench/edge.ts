@@ -376,7 +376,12 @@ async function main() {
       const c = process.cpuUsage();
       return (c.user + c.system) / 1000;
     };
-    const routed = async (edgeChild: ChildProcess, url: string, generator: "node" | "wrk" = "node") => {
+    // The classifier's counters (GET /healthz): texts per run is its mean batch under this load.
+    // One process only: behind node:cluster each request may reach another worker's counters.
+    const classifierStats = async (url: string): Promise<{ texts: number; runs: number } | null> =>
+      ((await (await fetch(`${url}/healthz`)).json()) as { classifier: { texts: number; runs: number } | null }).classifier;
+    const routed = async (edgeChild: ChildProcess, url: string, generator: "node" | "wrk" = "node", oneProcess = false) => {
+      const stats0 = oneProcess ? await classifierStats(url) : null;
       const [cpu0, originCpu0, clientCpu0] = [await cpuOf(edgeChild), await cpuOf(origin.child), ownCpu()];
       let t: Awaited<ReturnType<typeof throughput>>;
       let clientCpu: number;
@@ -394,9 +399,11 @@ async function main() {
       const edgeMs = perRequest((await cpuOf(edgeChild)) - cpu0);
       const originMs = perRequest((await cpuOf(origin.child)) - originCpu0);
       const clientMs = perRequest(clientCpu);
+      const stats1 = stats0 ? await classifierStats(url) : null;
       return {
         generator,
         ...t,
+        ...(stats0 && stats1 && { classifier_texts_per_run: r3((stats1.texts - stats0.texts) / Math.max(1, stats1.runs - stats0.runs)) }),
         edge_process_cpu_ms_per_request: edgeMs,
         single_core_ceiling_requests_per_s: Math.round(1000 / edgeMs),
         origin_process_cpu_ms_per_request: originMs,
@@ -408,8 +415,9 @@ async function main() {
     type Routed = Awaited<ReturnType<typeof routed>>;
     const cpuLine = (t: Pick<Routed, "edge_process_cpu_ms_per_request" | "origin_process_cpu_ms_per_request" | "client_process_cpu_ms_per_request" | "all_cores_ceiling_requests_per_s">) =>
       `edge process CPU ${t.edge_process_cpu_ms_per_request} ms per request (origin ${t.origin_process_cpu_ms_per_request}, client ${t.client_process_cpu_ms_per_request}: ${cpus().length} cores at 100% would give ${t.all_cores_ceiling_requests_per_s} req/s)`;
-    const viaEdge = await routed(edge.child, edge.url);
-    console.log(`through the edge: ${viaEdge.requests_per_s} req/s (${viaEdge.failed} failed) at concurrency ${concurrency}; ${cpuLine(viaEdge)}`);
+    const batchLine = (t: { classifier_texts_per_run?: number }) => (t.classifier_texts_per_run ? `; classifier ${t.classifier_texts_per_run} texts per run` : "");
+    const viaEdge = await routed(edge.child, edge.url, "node", true);
+    console.log(`through the edge: ${viaEdge.requests_per_s} req/s (${viaEdge.failed} failed) at concurrency ${concurrency}; ${cpuLine(viaEdge)}${batchLine(viaEdge)}`);
     // The same edge in `workers` processes (node:cluster), started for each run only.
     const workers = a.workers === "auto" ? cpus().length : Number(a.workers);
     type WorkersRun = Omit<Routed, "single_core_ceiling_requests_per_s"> & { workers: number };
@@ -432,8 +440,8 @@ async function main() {
     let viaWorkersWrk: WorkersRun | null = null;
     if (spawnSync("wrk", ["--version"]).error) console.log("wrk not installed (sudo apt-get install -y wrk): no wrk-driven runs");
     else {
-      viaEdgeWrk = await routed(edge.child, edge.url, "wrk");
-      console.log(`through the edge, driven by wrk: ${viaEdgeWrk.requests_per_s} req/s (${viaEdgeWrk.failed} failed); ${cpuLine(viaEdgeWrk)}`);
+      viaEdgeWrk = await routed(edge.child, edge.url, "wrk", true);
+      console.log(`through the edge, driven by wrk: ${viaEdgeWrk.requests_per_s} req/s (${viaEdgeWrk.failed} failed); ${cpuLine(viaEdgeWrk)}${batchLine(viaEdgeWrk)}`);
       viaWorkersWrk = await throughWorkers("wrk");
     }
     const bare = await throughput(proxy.url, null, seconds, concurrency);

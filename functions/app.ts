@@ -448,6 +448,8 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
       params_fresh: p?.fresh ?? false,
       params_error: params.lastError("active"),
       telemetry_buffered: telemetry.buffered,
+      // Texts classified and classifier runs in this isolate: texts / runs is the mean batch.
+      classifier: deps.classifier?.stats ? { texts: deps.classifier.stats.texts, runs: deps.classifier.stats.runs } : null,
     });
   });
 

@@ -1,7 +1,7 @@
 /**
- * Node loader for the task classifier (tests, calibrator): the committed model in
+ * Node loader for the task classifier (the Node edge, tests): the committed model in
  * `models/task-classifier/`, run by onnxruntime-web's wasm backend on one thread, the same
- * runtime the edge Worker uses.
+ * runtime the edge Worker uses; concurrent requests' texts batched per event-loop pass.
  */
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
@@ -26,7 +26,8 @@ export function loadTaskClassifier(dir = TASK_CLASSIFIER_DIR): Promise<TaskClass
       const ort = (m.default ?? m) as unknown as OrtLike & { env: { wasm: { numThreads?: number } } };
       ort.env.wasm.numThreads = 1; // no worker threads: as in a Worker, and deterministic
       const { model, meta } = await loadTaskClassifierFiles(dir);
-      return createTaskClassifier(ort, model, meta);
+      // Requests read in one pass of the event loop share a run (see BatchingOptions.defer).
+      return createTaskClassifier(ort, model, meta, { defer: (run) => void setImmediate(run) });
     })();
     c.catch(() => cache.delete(dir));
     cache.set(dir, c);

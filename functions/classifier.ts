@@ -15,7 +15,9 @@
  *     fmix32(h) & (buckets - 1)                                            (murmur3 finaliser)
  *   no n-gram (empty snippet) → [meta.features.empty_id]
  *
- * The graph takes these ids (int64 [N]) and returns logits [1, labels]; scores are their softmax.
+ * The graph is batched: ids int64 [batch, N], a row per text, short rows padded with
+ * `meta.features.pad_id`; logits [batch, labels]; scores are their softmax. Calls that arrive
+ * together run as one batch (see `createTaskClassifier`).
  *
  * Why the FIRST bytes of the text (the caller passes the user's latest message): the task is
  * usually set at the start (the language the user writes in, the code or formula they paste),
@@ -34,6 +36,8 @@ export interface FeatureSpec {
   buckets: number;
   /** The id fed when the snippet has no n-gram at all. */
   empty_id: number;
+  /** The id that pads a batch's shorter rows (a row the graph leaves out of the pooling). */
+  pad_id: number;
 }
 
 /** What the classifier needs from `models/task-classifier/meta.json` (the rest is documentation). */
@@ -55,6 +59,22 @@ export interface TaskClassification {
 export interface TaskClassifier {
   readonly labels: readonly string[];
   classify(text: string): Promise<TaskClassification>;
+  /** Texts classified and model runs made so far (runs < texts when calls were batched). */
+  readonly stats: { texts: number; runs: number };
+}
+
+export interface BatchingOptions {
+  /**
+   * Schedules the next batch's run: calls made before it fires join that batch. Default
+   * `queueMicrotask`: only calls made in the same turn share a run, and a call's answer never
+   * waits on another request's I/O. Node's entry passes `setImmediate` (after the I/O callbacks
+   * already due: requests read in one pass of the event loop share a run). Not in Workers:
+   * workerd refuses to let one request's promise be settled from another request's timer
+   * ("Promise will never complete"), so there each request runs its own.
+   */
+  defer?: (run: () => void) => void;
+  /** Most texts in one run (default 64). */
+  maxBatch?: number;
 }
 
 const encoder = new TextEncoder();
@@ -127,18 +147,26 @@ export function softmax(logits: ArrayLike<number>): number[] {
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** The ids as int64 (they are in [0, 2^31)): written as 32-bit halves, no BigInt per id. */
-function int64Ids(ids: readonly number[]): BigInt64Array {
-  const data = new BigInt64Array(ids.length);
-  if (LITTLE_ENDIAN) {
-    const halves = new Int32Array(data.buffer);
-    for (let i = 0; i < ids.length; i++) {
-      const v = ids[i]!;
-      if (v >= 0 && v <= 0x7fffffff && Number.isInteger(v)) halves[2 * i] = v;
-      else data[i] = BigInt(v);
-    }
-  } else for (let i = 0; i < ids.length; i++) data[i] = BigInt(ids[i]!);
-  return data;
+/**
+ * A batch's ids as int64 [rows.length, width], each row padded with `pad` to the longest. The ids
+ * are in [0, 2^31): written as 32-bit halves, no BigInt per id.
+ */
+export function int64Batch(rows: readonly (readonly number[])[], pad: number): { data: BigInt64Array; width: number } {
+  let width = 1;
+  for (const r of rows) width = Math.max(width, r.length);
+  const data = new BigInt64Array(rows.length * width);
+  const halves = new Int32Array(data.buffer);
+  const put = (at: number, v: number) => {
+    if (LITTLE_ENDIAN && v >= 0 && v <= 0x7fffffff && Number.isInteger(v)) halves[2 * at] = v;
+    else data[at] = BigInt(v);
+  };
+  for (let b = 0; b < rows.length; b++) {
+    const r = rows[b]!;
+    const at = b * width;
+    for (let i = 0; i < r.length; i++) put(at + i, r[i]!);
+    for (let i = r.length; i < width; i++) put(at + i, pad);
+  }
+  return { data, width };
 }
 
 function checkMeta(meta: TaskClassifierMeta): void {
@@ -149,18 +177,28 @@ function checkMeta(meta: TaskClassifierMeta): void {
   if (!Array.isArray(f.ngrams) || f.ngrams.length === 0 || f.ngrams.some((n) => !Number.isInteger(n) || n < 1))
     throw new Error("task classifier meta: features.ngrams must be positive integers");
   if (!Number.isInteger(f.empty_id)) throw new Error("task classifier meta: features.empty_id missing");
+  if (!Number.isInteger(f.pad_id)) throw new Error("task classifier meta: features.pad_id missing (a model exported before batching: re-export it with trainer/classifier.py --reexport DIR)");
   if (!meta.snippet || !Number.isInteger(meta.snippet.bytes) || meta.snippet.bytes < 1)
     throw new Error("task classifier meta: snippet.bytes missing");
 }
 
 /**
- * Loads the model into an inference session of the given ONNX Runtime module. Calls to
- * `classify` may overlap (concurrent requests in one isolate): runs are queued on the session.
+ * Loads the model into an inference session of the given ONNX Runtime module.
+ *
+ * Batching: a run of onnxruntime-web costs ~40 µs of fixed overhead (JS ↔ wasm calls, tensor
+ * copies), its kernels a few µs, so a gateway under load spends most of its classifier time on
+ * overhead. Calls wait for the next `defer` tick and run together (at most `maxBatch` per run;
+ * one run at a time, the calls that arrive meanwhile making the next batch); with Node's
+ * `setImmediate` a lone call costs one extra tick of the event loop (no measurable latency in
+ * bench:edge). Each text's logits are its own row: padding adds exact zeros
+ * to its sums and -inf to its max, so its scores do not depend on what it was batched with
+ * (test/classifier.test.ts checks them bit for bit against runs alone).
  */
 export async function createTaskClassifier(
   ort: OrtLike,
   modelBytes: Uint8Array,
   meta: TaskClassifierMeta,
+  batching: BatchingOptions = {},
 ): Promise<TaskClassifier> {
   checkMeta(meta);
   const session = await ort.InferenceSession.create(modelBytes, {
@@ -173,26 +211,65 @@ export async function createTaskClassifier(
   const inputName = session.inputNames[0] ?? "ids";
   const outputName = session.outputNames[0] ?? "logits";
   const labels = [...meta.labels];
-  let queue: Promise<unknown> = Promise.resolve();
+  const defer = batching.defer ?? queueMicrotask;
+  const maxBatch = Math.max(1, batching.maxBatch ?? 64);
+  const stats = { texts: 0, runs: 0 };
 
-  const run = async (ids: number[]): Promise<Float32Array> => {
-    const data = int64Ids(ids);
-    const input = new ort.Tensor("int64", data, [ids.length]);
+  interface Waiting {
+    ids: number[];
+    resolve(logits: Float32Array): void;
+    reject(e: unknown): void;
+  }
+  let waiting: Waiting[] = [];
+  let scheduled = false;
+  let running = false;
+
+  const run = async (batch: readonly Waiting[]): Promise<Float32Array> => {
+    const { data, width } = int64Batch(batch.map((w) => w.ids), meta.features.pad_id);
+    const input = new ort.Tensor("int64", data, [batch.length, width]);
     const out = await session.run({ [inputName]: input });
     const logits = out[outputName];
     if (!logits || logits.type !== "float32") throw new Error("task classifier: unexpected model output");
     const values = logits.data as Float32Array;
-    if (values.length !== labels.length) throw new Error(`task classifier: ${values.length} logits for ${labels.length} labels`);
+    if (values.length !== batch.length * labels.length) throw new Error(`task classifier: ${values.length} logits for ${batch.length} × ${labels.length} labels`);
     return values;
+  };
+
+  const flush = async (): Promise<void> => {
+    scheduled = false;
+    const batch = waiting.length > maxBatch ? waiting.splice(0, maxBatch) : waiting;
+    if (batch === waiting) waiting = [];
+    if (batch.length === 0) return;
+    running = true;
+    stats.runs++;
+    try {
+      const values = await run(batch);
+      const n = labels.length;
+      for (let b = 0; b < batch.length; b++) batch[b]!.resolve(values.subarray(b * n, (b + 1) * n));
+    } catch (e) {
+      for (const w of batch) w.reject(e);
+    } finally {
+      running = false;
+      schedule();
+    }
+  };
+
+  const schedule = () => {
+    if (scheduled || running || waiting.length === 0) return;
+    scheduled = true;
+    defer(() => void flush());
   };
 
   return {
     labels,
+    stats,
     async classify(text: string): Promise<TaskClassification> {
       const ids = ngramIds(snippetBytes(String(text ?? ""), meta.snippet.bytes), meta.features);
-      const result = queue.then(() => run(ids));
-      queue = result.catch(() => undefined);
-      const logits = await result;
+      stats.texts++;
+      const logits = await new Promise<Float32Array>((resolve, reject) => {
+        waiting.push({ ids, resolve, reject });
+        schedule();
+      });
       const probs = softmax(logits);
       let best = 0;
       for (let i = 1; i < probs.length; i++) if (probs[i]! > probs[best]!) best = i;

@@ -16,6 +16,8 @@ export interface TaskClassification {
 
 export interface TaskClassifier {
   classify(text: string): Promise<TaskClassification>;
+  /** Texts classified and model runs made (a batching classifier makes fewer runs), where known. */
+  readonly stats?: { texts: number; runs: number };
 }
 
 /** Task ids as the calibrator writes them: "en", "code-py", … */
@@ -59,6 +61,9 @@ export function lazyClassifier(create: () => Promise<TaskClassifier>, opts: { re
   let starting: Promise<TaskClassifier> | null = null;
   let failedAt = -Infinity;
   return {
+    get stats() {
+      return ready?.stats;
+    },
     async classify(text) {
       if (!ready) {
         if (!starting) {

@@ -6,8 +6,8 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { TASKS, type TaskId } from "../core/tasks.ts";
 import { loadDocs, utf8Prefix } from "../corpora/index.ts";
-import { IGNORED, ngramIds, snippetBytes, type TaskClassifierMeta } from "../functions/classifier.ts";
-import { loadTaskClassifier, TASK_CLASSIFIER_DIR } from "../functions/classifier-node.ts";
+import { createTaskClassifier, IGNORED, ngramIds, snippetBytes, type OrtLike, type TaskClassifierMeta } from "../functions/classifier.ts";
+import { loadTaskClassifier, loadTaskClassifierFiles, TASK_CLASSIFIER_DIR } from "../functions/classifier-node.ts";
 
 const meta = JSON.parse(readFileSync(`${TASK_CLASSIFIER_DIR}meta.json`, "utf8")) as TaskClassifierMeta & {
   test_vectors: { text: string; ids: number[]; logits: number[] }[];
@@ -150,10 +150,41 @@ describe("task classifier on onnxruntime-web", () => {
     }
   });
 
-  it("concurrent calls are queued and each gets its own answer", async () => {
+  it("calls made together run as one batch, and each text's scores are bit for bit what it gets alone", async () => {
     const clf = await loadTaskClassifier();
-    const texts = ["Привет, как дела? Это русский текст.", "import os\nimport sys\n\ndef main():\n    pass\n", ""];
-    const one = await Promise.all(texts.map((t) => clf.classify(t)));
-    for (let i = 0; i < texts.length; i++) expect(one[i]).toEqual(await clf.classify(texts[i]!));
+    // Lengths from empty to a full 256-byte snippet: the batch pads every row to the longest.
+    const texts = ["Привет, как дела? Это русский текст.", "import os\nimport sys\n\ndef main():\n    pass\n", "", "🙂", "ok", ...TASKS.map((t) => fixedSnippets(t, 1)[0]!)];
+    const alone = [];
+    for (const t of texts) alone.push(await clf.classify(t));
+    const runs = clf.stats.runs;
+    const together = await Promise.all(texts.map((t) => clf.classify(t)));
+    expect(clf.stats.runs - runs).toBe(1);
+    for (let i = 0; i < texts.length; i++) expect(together[i], JSON.stringify(texts[i])).toEqual(alone[i]);
+  });
+
+  it("a batch over maxBatch is split into runs; a failing run fails only its own calls", async () => {
+    const { model, meta: m } = await loadTaskClassifierFiles();
+    const ort = (await import("onnxruntime-web")) as unknown as OrtLike;
+    const clf = await createTaskClassifier(ort, model, m, { maxBatch: 4 });
+    const texts = Array.from({ length: 10 }, (_, i) => fixedSnippets(TASKS[i % TASKS.length]!, 2)[1]!);
+    const out = await Promise.all(texts.map((t) => clf.classify(t)));
+    expect(clf.stats).toEqual({ texts: 10, runs: 3 });
+    for (let i = 0; i < texts.length; i++) expect(out[i]).toEqual(await clf.classify(texts[i]!));
+    // A session whose runs fail: every waiting call rejects, and the next call runs again.
+    let fail = true;
+    const flaky = {
+      Tensor: ort.Tensor,
+      InferenceSession: {
+        create: async (...a: Parameters<OrtLike["InferenceSession"]["create"]>) => {
+          const s = await ort.InferenceSession.create(...a);
+          return new Proxy(s, { get: (t, k) => (k === "run" ? (...r: Parameters<typeof s.run>) => (fail ? Promise.reject(new Error("boom")) : t.run(...r)) : Reflect.get(t, k)) });
+        },
+      },
+    } as unknown as OrtLike;
+    const f = await createTaskClassifier(flaky, model, m);
+    const failed = await Promise.allSettled([f.classify("a"), f.classify("b")]);
+    expect(failed.map((r) => r.status)).toEqual(["rejected", "rejected"]);
+    fail = false;
+    expect((await f.classify(texts[0]!)).task).toBe(out[0]!.task);
   });
 });
