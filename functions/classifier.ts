@@ -189,8 +189,8 @@ function checkMeta(meta: TaskClassifierMeta): void {
  * copies), its kernels a few µs, so a gateway under load spends most of its classifier time on
  * overhead. Calls wait for the next `defer` tick and run together (at most `maxBatch` per run;
  * one run at a time, the calls that arrive meanwhile making the next batch); with Node's
- * `setImmediate` a lone call costs one extra tick of the event loop (no measurable latency in
- * bench:edge). Each text's logits are its own row: padding adds exact zeros
+ * `setImmediate` a lone call costs one extra tick of the event loop (in bench:edge, less than
+ * the run-to-run spread of its latency test). Each text's logits are its own row: padding adds exact zeros
  * to its sums and -inf to its max, so its scores do not depend on what it was batched with
  * (test/classifier.test.ts checks them bit for bit against runs alone).
  */
