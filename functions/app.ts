@@ -441,6 +441,7 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
 
   app.get("/healthz", (c) => {
     const p = params.peek("active");
+    const classified = deps.classifier?.stats;
     return c.json({
       status: "ok",
       params_version: p?.value?.runId ?? null,
@@ -449,7 +450,7 @@ export function createEdgeApp(deps: EdgeDeps): EdgeApp {
       params_error: params.lastError("active"),
       telemetry_buffered: telemetry.buffered,
       // Texts classified and classifier runs in this isolate: texts / runs is the mean batch.
-      classifier: deps.classifier?.stats ? { texts: deps.classifier.stats.texts, runs: deps.classifier.stats.runs } : null,
+      classifier: classified ? { texts: classified.texts, runs: classified.runs } : null,
     });
   });
 
