@@ -151,7 +151,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  * A batch's ids as int64 [rows.length, width], each row padded with `pad` to the longest. The ids
  * are in [0, 2^31): written as 32-bit halves, no BigInt per id.
  */
-export function int64Batch(rows: readonly (readonly number[])[], pad: number): { data: BigInt64Array; width: number } {
+function int64Batch(rows: readonly (readonly number[])[], pad: number): { data: BigInt64Array; width: number } {
   let width = 1;
   for (const r of rows) width = Math.max(width, r.length);
   const data = new BigInt64Array(rows.length * width);
